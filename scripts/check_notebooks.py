@@ -1,0 +1,62 @@
+"""Check the notebooks: no stored outputs, in sync with their jupytext twins, all in the TOC.
+
+Run by ``make test`` (and usable alone: ``python scripts/check_notebooks.py``). Exits 1 with
+one line per problem.
+"""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+import jupytext
+import nbformat
+import yaml
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from toc import ROOT, toc_pages  # noqa: E402
+
+INSTALL_MARK = '"google.colab" in sys.modules'
+
+
+def repository_url() -> str:
+    return yaml.safe_load((ROOT / "_config.yml").read_text())["repository"]["url"]
+
+
+def check(root: Path = ROOT) -> list[str]:
+    problems: list[str] = []
+    pages = toc_pages(root)
+    notebooks = sorted(p for p in (root / "book").rglob("*.ipynb") if ".ipynb_checkpoints" not in p.parts)
+    repo = repository_url().removeprefix("https://")
+    for nb_path in notebooks:
+        rel = nb_path.relative_to(root)
+        if nb_path not in pages:
+            problems.append(f"{rel}: not listed in _toc.yml")
+        nb = nbformat.read(nb_path, as_version=4)
+        for i, cell in enumerate(nb.cells):
+            if cell.cell_type == "code" and (cell.get("outputs") or cell.get("execution_count") is not None):
+                problems.append(f"{rel}: cell {i} stores outputs or an execution count (commit notebooks without outputs)")
+        twin = nb_path.with_suffix(".py")
+        if not twin.exists():
+            problems.append(f"{rel}: missing jupytext twin {twin.relative_to(root)}")
+        else:
+            expected = jupytext.writes(nb, fmt="py:percent")
+            if expected.strip() != twin.read_text().strip():
+                problems.append(f"{rel}: out of sync with {twin.name} (run `jupytext --sync {rel}`)")
+        code = [c.source for c in nb.cells if c.cell_type == "code"]
+        if not code or INSTALL_MARK not in code[0] or repo not in code[0]:
+            problems.append(f"{rel}: the first code cell must install tlcourse from {repo} inside Colab only")
+    return problems
+
+
+def main() -> int:
+    problems = check()
+    for line in problems:
+        print(f"check_notebooks: {line}")
+    n = len([p for p in (ROOT / "book").rglob("*.ipynb") if ".ipynb_checkpoints" not in p.parts])
+    print(f"check_notebooks: {n} notebooks checked, {len(problems)} problems")
+    return 1 if problems else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,428 @@
+"""``fit`` / ``evaluate`` / ``predict``: a small, honest training loop for classification.
+
+Built from plain PyTorch parts a reader can follow (DataLoader → forward → loss → backward →
+optimizer step), with what a practitioner expects around it: device placement, optional mixed
+precision, a ``tqdm`` progress bar, a :class:`History` that plots itself, early stopping on a
+validation split, atomic safetensors checkpoints that make a run resumable, a clear error when
+the loss turns NaN, and transparent ``torch.distributed`` (DDP) support under ``torchrun``.
+
+A batch is ``(inputs, labels)``; ``inputs`` may be a tensor (``model(inputs)``) or a dict of
+tensors (``model(**inputs)``, e.g. a tokenizer's output).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import copy
+
+import os
+from collections.abc import Callable, Iterable, Iterator, Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import torch
+import torch.distributed as dist
+import torch.nn.functional as F
+from torch import nn
+from torch.utils.data import DataLoader, Dataset, DistributedSampler
+
+from tlcourse.checkpoint import load_checkpoint, save_checkpoint
+from tlcourse.checks import check_choice, check_int, check_non_negative, check_positive
+from tlcourse.utils import get_device
+
+__all__ = ["History", "fit", "evaluate", "predict", "make_loader", "autocast_context", "NonFiniteLossError"]
+
+Batch = tuple[Any, torch.Tensor]
+
+
+class NonFiniteLossError(FloatingPointError):
+    """Raised by :func:`fit` when the training loss becomes NaN or infinite."""
+
+
+@dataclass
+class History:
+    """Per-epoch records of a :func:`fit` run (``history["val_accuracy"]`` → list)."""
+
+    records: list[dict[str, float]] = field(default_factory=list)
+    best_epoch: int | None = None
+
+    def __getitem__(self, key: str) -> list[float]:
+        if not self.records or key not in self.records[0]:
+            known = sorted(self.records[0]) if self.records else []
+            raise KeyError(f"no metric {key!r} in history; known metrics: {known}")
+        return [r[key] for r in self.records]
+
+    def __len__(self) -> int:
+        return len(self.records)
+
+    @property
+    def last(self) -> dict[str, float]:
+        return self.records[-1] if self.records else {}
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"records": self.records, "best_epoch": self.best_epoch}
+
+    def plot(self, ax: Any = None, title: str | None = None) -> Any:
+        """Loss and accuracy curves for the train (and validation) splits."""
+        from tlcourse.plots import plot_history
+
+        return plot_history(self, ax=ax, title=title)
+
+
+def _world() -> tuple[int, int]:
+    if dist.is_available() and dist.is_initialized():
+        return dist.get_rank(), dist.get_world_size()
+    return 0, 1
+
+
+def _quiet() -> bool:
+    return bool(os.environ.get("CI") or os.environ.get("TLCOURSE_QUIET"))
+
+
+def make_loader(
+    data: Dataset | DataLoader,
+    batch_size: int,
+    shuffle: bool,
+    device: torch.device,
+    seed: int | None = None,
+    num_workers: int = 0,
+    collate_fn: Callable | None = None,
+    drop_last: bool = False,
+) -> DataLoader:
+    """A DataLoader for ``data`` (returned unchanged if it already is one).
+
+    Under ``torch.distributed`` each rank reads its own shard (:class:`DistributedSampler`).
+    Pinned memory is used when copying to a GPU.
+    """
+    if isinstance(data, DataLoader):
+        return data
+    if not isinstance(data, Dataset):
+        raise TypeError(f"data must be a torch Dataset or DataLoader, got {type(data).__name__}")
+    if len(data) == 0:  # type: ignore[arg-type]
+        raise ValueError("data is empty: expected at least one example")
+    check_int("batch_size", batch_size, minimum=1)
+    rank, world = _world()
+    generator = torch.Generator().manual_seed(seed if seed is not None else torch.initial_seed() % 2**63)
+    sampler = None
+    if world > 1:
+        sampler = DistributedSampler(data, num_replicas=world, rank=rank, shuffle=shuffle, seed=seed or 0)
+        shuffle = False
+    return DataLoader(
+        data,
+        batch_size=batch_size,
+        shuffle=shuffle,
+        sampler=sampler,
+        generator=generator if shuffle else None,
+        num_workers=num_workers,
+        pin_memory=device.type == "cuda",
+        collate_fn=collate_fn,
+        drop_last=drop_last,
+        persistent_workers=num_workers > 0,
+    )
+
+
+def _to_device(inputs: Any, device: torch.device) -> Any:
+    if isinstance(inputs, torch.Tensor):
+        return inputs.to(device, non_blocking=True)
+    if isinstance(inputs, Mapping):
+        return {k: _to_device(v, device) for k, v in inputs.items()}
+    if isinstance(inputs, (list, tuple)):
+        return type(inputs)(_to_device(v, device) for v in inputs)
+    return inputs
+
+
+def _split_batch(batch: Any) -> Batch:
+    if isinstance(batch, Mapping) and "labels" in batch:
+        inputs = {k: v for k, v in batch.items() if k != "labels"}
+        return inputs, batch["labels"]
+    if isinstance(batch, (list, tuple)) and len(batch) == 2:
+        return batch[0], batch[1]
+    raise ValueError("each batch must be (inputs, labels) or a dict with a 'labels' key")
+
+
+def _forward(model: nn.Module, inputs: Any) -> torch.Tensor:
+    out = model(**inputs) if isinstance(inputs, Mapping) else model(inputs)
+    if hasattr(out, "logits"):
+        out = out.logits
+    return out
+
+
+def autocast_context(device: torch.device, amp: bool | str) -> contextlib.AbstractContextManager:
+    """Mixed-precision context: ``amp=True`` picks bf16 where supported, else fp16 on CUDA."""
+    if amp is False or amp is None:
+        return contextlib.nullcontext()
+    check_choice("amp", amp, (True, "bf16", "fp16"))
+    if amp is True:
+        if device.type == "cuda":
+            dtype = torch.bfloat16 if torch.cuda.is_bf16_supported() else torch.float16
+        elif device.type == "cpu":
+            dtype = torch.bfloat16
+        else:
+            return contextlib.nullcontext()
+    else:
+        dtype = torch.bfloat16 if amp == "bf16" else torch.float16
+    return torch.autocast(device_type=device.type, dtype=dtype)
+
+
+def _check_labels(logits: torch.Tensor, labels: torch.Tensor) -> None:
+    if logits.ndim == 2 and labels.ndim == 1 and not labels.is_floating_point() and labels.numel():
+        lo, hi = int(labels.min()), int(labels.max())
+        if lo < 0 or hi >= logits.shape[1]:
+            raise ValueError(
+                f"labels must be in [0, {logits.shape[1]}) for a model with {logits.shape[1]} outputs, "
+                f"found labels in [{lo}, {hi}]"
+            )
+
+
+def fit(
+    model: nn.Module,
+    train_data: Dataset | DataLoader,
+    *,
+    epochs: int,
+    optimizer: torch.optim.Optimizer | Callable[[Iterable[nn.Parameter]], torch.optim.Optimizer] | None = None,
+    lr: float = 1e-3,
+    weight_decay: float = 0.0,
+    scheduler: Any = None,
+    scheduler_interval: str = "epoch",
+    loss_fn: Callable[[torch.Tensor, torch.Tensor], torch.Tensor] | None = None,
+    val_data: Dataset | DataLoader | None = None,
+    batch_size: int = 64,
+    device: str | torch.device | None = None,
+    amp: bool | str = False,
+    early_stopping: int | None = None,
+    monitor: str = "val_loss",
+    checkpoint: str | os.PathLike | None = None,
+    resume: bool = False,
+    progress: bool | None = None,
+    seed: int | None = None,
+    num_workers: int = 0,
+    collate_fn: Callable | None = None,
+    grad_clip: float | None = None,
+    channels_last: bool = False,
+    compile: bool = False,
+) -> History:
+    """Train ``model`` on ``train_data`` for ``epochs`` epochs and return its :class:`History`.
+
+    Args:
+        optimizer: an optimizer over ``model``'s parameters, a factory ``params → optimizer``,
+            or ``None`` for AdamW(lr, weight_decay) over the trainable parameters.
+        scheduler: a learning-rate scheduler (or a factory ``optimizer → scheduler``), stepped
+            each epoch or each step (``scheduler_interval``).
+        loss_fn: ``loss(logits, labels)``; cross-entropy by default.
+        val_data: evaluated after each epoch (``val_loss``, ``val_accuracy``).
+        amp: mixed precision: ``False``, ``True`` (bf16 where supported, else fp16), ``"bf16"``
+            or ``"fp16"`` (with gradient scaling).
+        early_stopping: stop after this many epochs without improvement of ``monitor`` and
+            restore the best weights (needs ``val_data``).
+        checkpoint: file to save (atomically, as safetensors) after every epoch; with
+            ``resume=True`` training continues from it and ends with the same weights as an
+            uninterrupted run.
+        progress: show a tqdm bar (default: yes, unless ``CI``/``TLCOURSE_QUIET`` is set).
+        seed: seeds the shuffling (and the global RNG) for a reproducible run.
+    """
+    if not isinstance(model, nn.Module):
+        raise TypeError(f"model must be a torch.nn.Module, got {type(model).__name__}")
+    check_int("epochs", epochs, minimum=1)
+    check_positive("lr", lr)
+    check_non_negative("weight_decay", weight_decay)
+    check_choice("scheduler_interval", scheduler_interval, ("epoch", "step"))
+    check_choice("monitor", monitor, ("val_loss", "val_accuracy", "train_loss"))
+    if early_stopping is not None:
+        check_int("early_stopping", early_stopping, minimum=1)
+        if val_data is None and monitor.startswith("val_"):
+            raise ValueError("early_stopping needs val_data (or monitor='train_loss')")
+    if grad_clip is not None:
+        check_positive("grad_clip", grad_clip)
+    if resume and checkpoint is None:
+        raise ValueError("resume=True needs a checkpoint path")
+    if seed is not None:
+        check_int("seed", seed, minimum=0)
+        torch.manual_seed(seed)
+
+    dev = get_device(device)
+    rank, world = _world()
+    model.to(dev)
+    if channels_last:
+        model.to(memory_format=torch.channels_last)
+    params = [p for p in model.parameters() if p.requires_grad]
+    if not params:
+        raise ValueError("model has no trainable parameters (all requires_grad=False)")
+    if optimizer is None:
+        optimizer = torch.optim.AdamW(params, lr=lr, weight_decay=weight_decay)
+    elif not isinstance(optimizer, torch.optim.Optimizer):
+        optimizer = optimizer(params)
+    if scheduler is not None and not hasattr(scheduler, "step"):
+        scheduler = scheduler(optimizer)
+    loss_fn = loss_fn or F.cross_entropy
+
+    loader = make_loader(train_data, batch_size, True, dev, seed, num_workers, collate_fn)
+    net: nn.Module = model
+    if world > 1:
+        net = nn.parallel.DistributedDataParallel(model, device_ids=[dev.index] if dev.type == "cuda" else None)
+    if compile:
+        net = torch.compile(net)  # type: ignore[assignment]
+    use_scaler = amp == "fp16" or (amp is True and dev.type == "cuda" and not torch.cuda.is_bf16_supported())
+    scaler = torch.amp.GradScaler(dev.type, enabled=use_scaler)
+
+    history = History()
+    start_epoch = 0
+    ckpt = Path(checkpoint) if checkpoint is not None else None
+    if resume and ckpt is not None and ckpt.exists():
+        state = load_checkpoint(ckpt, model, optimizer)
+        start_epoch = int(state["epoch"])
+        history = History(state["history"]["records"], state["history"]["best_epoch"])
+        if scheduler is not None and state.get("scheduler") is not None:
+            scheduler.load_state_dict(state["scheduler"])
+        rng = state["extra_tensors"].get("rng_state")
+        if rng is not None:
+            torch.set_rng_state(rng)
+
+    show = (not _quiet()) if progress is None else bool(progress)
+    show = show and rank == 0
+    best_value: float | None = None
+    best_state: dict[str, torch.Tensor] | None = None
+    stale = 0
+    sign = 1.0 if monitor.endswith("loss") else -1.0
+    if history.best_epoch is not None and history.records:
+        best_value = history.records[history.best_epoch][monitor]
+
+    from tqdm.auto import tqdm
+
+    for epoch in range(start_epoch, epochs):
+        net.train()
+        if isinstance(loader.sampler, DistributedSampler):
+            loader.sampler.set_epoch(epoch)
+        if loader.generator is not None and seed is not None:
+            loader.generator.manual_seed(seed * 1000 + epoch)
+        total_loss = torch.zeros((), device=dev)
+        total_correct = torch.zeros((), device=dev)
+        seen = 0
+        bar = tqdm(loader, desc=f"epoch {epoch + 1}/{epochs}", leave=False, disable=not show)
+        for step, batch in enumerate(bar):
+            inputs, labels = _split_batch(batch)
+            inputs, labels = _to_device(inputs, dev), labels.to(dev, non_blocking=True)
+            if channels_last and isinstance(inputs, torch.Tensor) and inputs.ndim == 4:
+                inputs = inputs.contiguous(memory_format=torch.channels_last)
+            with autocast_context(dev, amp):
+                logits = _forward(net, inputs)
+                if step == 0:
+                    _check_labels(logits, labels)
+                loss = loss_fn(logits, labels)
+            if not torch.isfinite(loss.detach()):
+                hint = f"; the last good checkpoint is kept at {ckpt}" if ckpt is not None and ckpt.exists() else ""
+                raise NonFiniteLossError(
+                    f"loss became {loss.item()} at epoch {epoch + 1}, step {step + 1}. Usual causes: a learning "
+                    f"rate that is too high, inputs with NaN/inf, or log(0) in a custom loss{hint}."
+                )
+            optimizer.zero_grad(set_to_none=True)
+            scaler.scale(loss).backward()
+            if grad_clip is not None:
+                scaler.unscale_(optimizer)
+                nn.utils.clip_grad_norm_(params, grad_clip)
+            scaler.step(optimizer)
+            scaler.update()
+            if scheduler is not None and scheduler_interval == "step":
+                scheduler.step()
+            n = len(labels)
+            seen += n
+            total_loss += loss.detach().float() * n
+            if logits.ndim == 2 and labels.ndim == 1:
+                total_correct += (logits.detach().argmax(1) == labels).sum()
+        if scheduler is not None and scheduler_interval == "epoch":
+            scheduler.step()
+        stats = torch.stack([total_loss, total_correct, torch.tensor(float(seen), device=dev)])
+        if world > 1:
+            dist.all_reduce(stats)
+        record = {"epoch": epoch + 1, "train_loss": (stats[0] / stats[2]).item(), "train_accuracy": (stats[1] / stats[2]).item()}
+        if val_data is not None:
+            val = evaluate(net, val_data, batch_size=max(batch_size, 256), device=dev, loss_fn=loss_fn, amp=amp, collate_fn=collate_fn)
+            record["val_loss"], record["val_accuracy"] = val["loss"], val["accuracy"]
+        record["lr"] = optimizer.param_groups[0]["lr"]
+        history.records.append(record)
+
+        value = record.get(monitor)
+        if value is not None and (best_value is None or sign * value < sign * best_value):
+            best_value, history.best_epoch, stale = value, epoch, 0
+            if early_stopping is not None:
+                best_state = copy.deepcopy(model.state_dict())
+        else:
+            stale += 1
+        if ckpt is not None and rank == 0:
+            save_checkpoint(
+                ckpt, model, optimizer, extra_tensors={"rng_state": torch.get_rng_state()},
+                epoch=epoch + 1, history=history.to_dict(),
+                scheduler=scheduler.state_dict() if scheduler is not None else None,
+            )
+        if early_stopping is not None and stale >= early_stopping:
+            break
+    if early_stopping is not None and best_state is not None:
+        model.load_state_dict(best_state)
+    return history
+
+
+def _batches(
+    model: nn.Module,
+    data: Dataset | DataLoader,
+    batch_size: int,
+    device: str | torch.device | None,
+    amp: bool | str,
+    collate_fn: Callable | None,
+) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
+    dev = get_device(device)
+    model.to(dev)
+    loader = make_loader(data, batch_size, False, dev, collate_fn=collate_fn)
+    was_training = model.training
+    model.eval()
+    try:
+        with torch.inference_mode():
+            for batch in loader:
+                inputs, labels = _split_batch(batch)
+                inputs = _to_device(inputs, dev)
+                with autocast_context(dev, amp):
+                    logits = _forward(model, inputs)
+                yield logits.float(), labels.to(dev)
+    finally:
+        model.train(was_training)
+
+
+def evaluate(
+    model: nn.Module,
+    data: Dataset | DataLoader,
+    *,
+    batch_size: int = 256,
+    device: str | torch.device | None = None,
+    loss_fn: Callable[[torch.Tensor, torch.Tensor], torch.Tensor] | None = None,
+    amp: bool | str = False,
+    collate_fn: Callable | None = None,
+) -> dict[str, float]:
+    """Mean loss and accuracy of ``model`` on ``data`` (in eval mode, no gradients)."""
+    loss_fn = loss_fn or F.cross_entropy
+    total = correct = 0
+    loss_sum = 0.0
+    for logits, labels in _batches(model, data, batch_size, device, amp, collate_fn):
+        _check_labels(logits, labels)
+        loss_sum += float(loss_fn(logits, labels)) * len(labels)
+        correct += int((logits.argmax(1) == labels).sum())
+        total += len(labels)
+    stats = torch.tensor([loss_sum, correct, total], dtype=torch.float64)
+    _, world = _world()
+    if world > 1:
+        dist.all_reduce(stats)
+    return {"loss": (stats[0] / stats[2]).item(), "accuracy": (stats[1] / stats[2]).item()}
+
+
+def predict(
+    model: nn.Module,
+    data: Dataset | DataLoader,
+    *,
+    batch_size: int = 256,
+    device: str | torch.device | None = None,
+    amp: bool | str = False,
+    collate_fn: Callable | None = None,
+) -> torch.Tensor:
+    """Logits of ``model`` for every example of ``data``, in order, on the CPU."""
+    outs = [logits.cpu() for logits, _ in _batches(model, data, batch_size, device, amp, collate_fn)]
+    return torch.cat(outs)
+
+
