@@ -40,7 +40,7 @@ notebooks: install
 	$(PY) scripts/run_notebooks.py
 
 book-strict: install
-	$(VENV)/bin/jupyter-book build . --path-output . -W -n --keep-going
+	$(VENV)/bin/jupyter-book build . --path-output . -W --keep-going
 	@echo "The book is at $(CURDIR)/_build/html/index.html"
 
 test: install check-notebooks unit notebooks book-strict

@@ -104,3 +104,16 @@ def test_glyphs_source_task():
     assert len(ds) == 3 * len(GLYPH_CLASSES) and ds.images.shape[1:] == (3, 28, 28)
     assert torch.equal(ds.images, load_glyphs(3, seed=0).images)
     assert np.isfinite(ds.images.numpy()).all() and float(ds.images.max()) <= 1.0
+
+
+def test_glyphs_background_task_labels_follow_colour():
+    from tlcourse.data.glyphs import BACKGROUND_CLASSES
+
+    ds = load_glyphs(4, seed=0, task="background")
+    assert ds.classes == BACKGROUND_CLASSES
+    corner = ds.images[:, :, :3, :3].mean(dim=(2, 3))  # background colour in the corner
+    red = (corner[:, 0] > 0.5).long()
+    agreement = (red == (ds.labels >= 4).long()).float().mean()
+    assert agreement > 0.8
+    with pytest.raises(ValueError, match="task"):
+        load_glyphs(2, task="shape")

@@ -289,6 +289,7 @@ def fit(
 
     from tqdm.auto import tqdm
 
+    bar = tqdm(total=(epochs - start_epoch) * len(loader), desc="fit", disable=not show, leave=False, unit="step")
     for epoch in range(start_epoch, epochs):
         net.train()
         if isinstance(loader.sampler, DistributedSampler):
@@ -298,8 +299,8 @@ def fit(
         total_loss = torch.zeros((), device=dev)
         total_correct = torch.zeros((), device=dev)
         seen = 0
-        bar = tqdm(loader, desc=f"epoch {epoch + 1}/{epochs}", leave=False, disable=not show)
-        for step, batch in enumerate(bar):
+        bar.set_description(f"epoch {epoch + 1}/{epochs}")
+        for step, batch in enumerate(loader):
             inputs, labels = _split_batch(batch)
             inputs, labels = _to_device(inputs, dev), labels.to(dev, non_blocking=True)
             if channels_last and isinstance(inputs, torch.Tensor) and inputs.ndim == 4:
@@ -329,6 +330,7 @@ def fit(
             total_loss += loss.detach().float() * n
             if logits.ndim == 2 and labels.ndim == 1:
                 total_correct += (logits.detach().argmax(1) == labels).sum()
+            bar.update(1)
         if scheduler is not None and scheduler_interval == "epoch":
             scheduler.step()
         stats = torch.stack([total_loss, total_correct, torch.tensor(float(seen), device=dev)])
@@ -340,6 +342,7 @@ def fit(
             record["val_loss"], record["val_accuracy"] = val["loss"], val["accuracy"]
         record["lr"] = optimizer.param_groups[0]["lr"]
         history.records.append(record)
+        bar.set_postfix({k: round(v, 4) for k, v in record.items() if k.endswith(("loss", "accuracy"))})
 
         value = record.get(monitor)
         if value is not None and (best_value is None or sign * value < sign * best_value):
@@ -356,6 +359,7 @@ def fit(
             )
         if early_stopping is not None and stale >= early_stopping:
             break
+    bar.close()
     if early_stopping is not None and best_state is not None:
         model.load_state_dict(best_state)
     return history

@@ -25,10 +25,13 @@ import torch.nn.functional as F
 from tlcourse.checks import check_int
 from tlcourse.data.digits import ArrayDataset
 
-__all__ = ["GLYPH_CLASSES", "GLYPH_FONTS", "glyph_masks", "load_glyphs"]
+__all__ = ["GLYPH_CLASSES", "BACKGROUND_CLASSES", "GLYPH_FONTS", "glyph_masks", "load_glyphs"]
 
 _LOWER_DISTINCT = "abdefghijkmnpqrty"  # lower-case letters whose shape differs from the capital
 GLYPH_CLASSES: list[str] = list("0123456789ABCDEFGHIJKLMNOPQRSTUVWXYZ" + _LOWER_DISTINCT)
+
+#: Labels of the misleading ``task="background"``: which of R, G, B exceed one half.
+BACKGROUND_CLASSES: list[str] = ["black", "blue", "green", "cyan", "red", "magenta", "yellow", "white"]
 
 GLYPH_FONTS: tuple[str, ...] = (
     "DejaVuSans.ttf", "DejaVuSans-Bold.ttf", "DejaVuSans-Oblique.ttf", "DejaVuSans-BoldOblique.ttf",
@@ -111,14 +114,20 @@ def _random_backgrounds(n: int, g: torch.Generator) -> torch.Tensor:
     return (base + strength * (texture - 0.5) + noise).clamp(0, 1), base
 
 
-def load_glyphs(n_per_class: int = 400, seed: int = 0) -> ArrayDataset:
+def load_glyphs(n_per_class: int = 400, seed: int = 0, task: str = "character") -> ArrayDataset:
     """A seeded sample of ``n_per_class`` augmented printed characters per class (RGB, 28×28).
 
     A quarter of the images are plain light-on-dark grey glyphs, the rest are coloured glyphs
     on random colour fields; foreground and background colours are drawn far apart so the
     character stays visible.
+
+    ``task="background"`` labels the same kind of images (all coloured) by their background
+    colour (:data:`BACKGROUND_CLASSES`) instead of the character: a source task that needs no
+    shape at all, used in chapter 1 to show negative transfer.
     """
     check_int("n_per_class", n_per_class, minimum=1)
+    if task not in ("character", "background"):
+        raise ValueError(f"task must be one of ['character', 'background'], got {task!r}")
     check_int("seed", seed, minimum=0)
     masks, labels = glyph_masks()
     g = torch.Generator().manual_seed(seed)
@@ -136,5 +145,8 @@ def load_glyphs(n_per_class: int = 400, seed: int = 0) -> ArrayDataset:
     colour = (1 - m) * background + m * foreground
     grey = m.expand(-1, 3, -1, -1)
     plain = torch.rand(n, 1, 1, 1, generator=g) < 0.25
+    if task == "background":
+        bits = (base.flatten(1) > 0.5).long()
+        return ArrayDataset(colour.clamp(0, 1).contiguous(), 4 * bits[:, 0] + 2 * bits[:, 1] + bits[:, 2], BACKGROUND_CLASSES)
     images = torch.where(plain, grey, colour).clamp(0, 1).contiguous()
     return ArrayDataset(images, labels[picks], GLYPH_CLASSES)
