@@ -12,10 +12,9 @@ export HF_HUB_OFFLINE := 1
 export TRANSFORMERS_OFFLINE := 1
 export HF_DATASETS_OFFLINE := 1
 export TLCOURSE_QUIET := 1
-export MPLBACKEND := Agg
 export PYTHONDONTWRITEBYTECODE := 1
 
-.PHONY: install mathjax book test unit notebooks check-notebooks book-strict clean
+.PHONY: install mathjax book test unit notebooks check-notebooks book-strict browser clean
 
 install: $(STAMP)
 
@@ -35,7 +34,7 @@ book: install mathjax
 
 # Unit tests and notebooks run with networking disabled (scripts/offline.sh): offline by construction.
 unit: install
-	scripts/offline.sh $(PY) -m pytest tests -q
+	scripts/offline.sh $(PY) -m pytest tests -q --ignore=tests/browser
 
 check-notebooks: install
 	$(PY) scripts/check_notebooks.py
@@ -47,7 +46,13 @@ book-strict: install mathjax
 	$(VENV)/bin/jupyter-book build . --path-output . -W --keep-going
 	@echo "The book is at $(CURDIR)/_build/html/index.html"
 
-test: install check-notebooks unit notebooks book-strict
+# The built book in headless Chromium (served on localhost, offline): math, images, Colab links,
+# exercise toggles, console errors; screenshots in _build/screenshots/.
+browser: install
+	@scripts/ensure_chromium.sh
+	scripts/offline.sh $(PY) -m pytest tests/browser -q -rs
+
+test: install check-notebooks unit notebooks book-strict browser
 	@echo "make test: all checks passed."
 
 clean:

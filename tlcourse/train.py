@@ -290,7 +290,10 @@ def fit(
     if history.best_epoch is not None and history.records:
         best_value = history.records[history.best_epoch][monitor]
 
-    from tqdm.auto import tqdm
+    if show:
+        from tqdm.auto import tqdm
+    else:  # no widget machinery (and no IProgress warning) when the bar is hidden
+        from tqdm import tqdm
 
     bar = tqdm(total=(epochs - start_epoch) * len(loader), desc="fit", disable=not show, leave=False, unit="step")
     for epoch in range(start_epoch, epochs):
