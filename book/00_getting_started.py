@@ -70,13 +70,13 @@ plt.show()
 # MNIST holds {glue:text}`ch00_n_mnist` real handwritten digits; the UCI set holds
 # {glue:text}`ch00_n_uci` digits scanned at 8×8 pixels by another group of writers. The
 # MNIST-M-style images are the MNIST digits blended with patches of real photographs as
-# $|\text{patch} - \text{digit}|$, exactly how {cite}`ganin2016domain` built MNIST-M.
+# $|\text{patch} - \text{digit}|$, exactly how {footcite}`ganin2016domain` built MNIST-M.
 #
 # ## The shipped backbone: the course's "ImageNet model"
 #
 # Practitioners rarely train vision models from scratch: they start from weights pretrained on
 # a large, varied source such as ImageNet. ImageNet weights need a download, so the course ships
-# its own small stand-in. A residual network {cite}`he2016deep` was trained on a *different task*
+# its own small stand-in. A residual network {footcite}`he2016deep` was trained on a *different task*
 # (recognising printed characters in 21 fonts, with random colours, textures and distortions)
 # by `scripts/pretrain_backbone.py`. Its model card records how:
 
@@ -161,8 +161,7 @@ assert acc_pre > acc_scr, (acc_pre, acc_scr)
 #
 # ## References
 #
-# ```{bibliography}
-# :filter: docname in docnames
+# ```{footbibliography}
 # ```
 
 

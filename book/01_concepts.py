@@ -17,7 +17,7 @@
 # A child who can read printed letters learns handwriting quickly; a person who knows Spanish
 # picks up Italian faster than one who does not. Machine learning models can do the same:
 # **transfer learning** reuses knowledge learned on a *source* problem to learn a *target*
-# problem with less labelled data, less computation, or both {cite}`pan2010survey`.
+# problem with less labelled data, less computation, or both {footcite}`pan2010survey`.
 #
 # This chapter fixes the vocabulary (domains, tasks, kinds of shift, kinds of transfer),
 # places the rest of the course in it, and then measures the two facts every practitioner must
@@ -52,7 +52,7 @@ torch.set_num_threads(max(1, min(2, torch.get_num_threads())))
 # %% [markdown]
 # ## Domains and tasks
 #
-# Following {cite}`pan2010survey`, a **domain** $\mathcal{D} = \{\mathcal{X}, P(X)\}$ is an input
+# Following {footcite}`pan2010survey`, a **domain** $\mathcal{D} = \{\mathcal{X}, P(X)\}$ is an input
 # space with a distribution over it, and a **task** $\mathcal{T} = \{\mathcal{Y}, f\}$ is a
 # label space with the function we want to learn, $f(x) = P(Y \mid X = x)$. Transfer learning
 # starts from a source pair $(\mathcal{D}_S, \mathcal{T}_S)$ with plenty of labels and aims at a
@@ -104,7 +104,7 @@ plt.show()
 # %% [markdown]
 # ## A taxonomy you can use
 #
-# *What* is transferred gives four families {cite}`pan2010survey`:
+# *What* is transferred gives four families {footcite}`pan2010survey`:
 #
 # - **Instance transfer** re-weights or selects source examples that look like target ones
 #   (importance weighting under covariate shift).
@@ -126,7 +126,7 @@ plt.show()
 # ## Vision and language share the recipe
 #
 # Both fields converged on the same two-step recipe: *pretrain* a large model on a large source
-# (ImageNet classification; masked-word prediction on web text {cite}`devlin2019bert`), then
+# (ImageNet classification; masked-word prediction on web text {footcite}`devlin2019bert`), then
 # *adapt* it to a small target by fine-tuning, by training a small head on frozen features, or
 # by adding a few new parameters (LoRA, chapter 4). They differ in the input unit (pixels vs
 # sub-word tokens, so text needs a tokenizer that must match the pretrained model), in the
@@ -205,7 +205,7 @@ assert gap.iloc[-1] < gap.loc[small_k].mean(), "the gap should narrow when label
 # ## Experiment 2 — negative transfer: a source that misleads
 #
 # Transfer is not free. When the source teaches features that the target does not need, a
-# pretrained start can be *worse* than no pretraining at all {cite}`wang2019characterizing`.
+# pretrained start can be *worse* than no pretraining at all {footcite}`wang2019characterizing`.
 # To see it, we pretrain the same architecture on a source that looks similar — the same kind
 # of coloured, textured character images — but asks a question that needs no shape: *what
 # colour is the background?* Its features are then probed on the target digits, next to the
@@ -258,7 +258,7 @@ assert neg_summary.loc["misleading source, linear probe", "mean"] <= neg_summary
 # How does a practitioner detect negative transfer? Always keep a **from-scratch baseline**
 # (or a simple non-neural one) on the same target split; compare **linear-probe accuracy** of
 # candidate sources before committing to one (cheap, and it ranks sources well
-# {cite}`kornblith2019better`); measure **domain distance** between source and target features
+# {footcite}`kornblith2019better`); measure **domain distance** between source and target features
 # (chapter 2's MMD and proxy A-distance); and look at the learning curve — a transferred model
 # that falls behind scratch as labels grow is carrying the wrong bias.
 #
@@ -340,8 +340,7 @@ assert neg_summary.loc["misleading source, linear probe", "mean"] <= neg_summary
 #
 # ## References
 #
-# ```{bibliography}
-# :filter: docname in docnames
+# ```{footbibliography}
 # ```
 
 

@@ -50,7 +50,7 @@ target = load_mnistm()
 # %% [markdown]
 # ## The pretrained backbone: our "ImageNet"
 #
-# The package ships a small residual network {cite}`he2016deep` pretrained by
+# The package ships a small residual network {footcite}`he2016deep` pretrained by
 # `scripts/pretrain_backbone.py` on a source task unlike the target: 53 classes of printed
 # characters in 21 fonts with random colours, textures and distortions. Its model card:
 
@@ -99,9 +99,9 @@ plt.show()
 # | probe + logistic regression | a scikit-learn classifier on extracted features | the same, with a convex solver |
 # | partial | top stage + head (lower stages frozen) | low-level features are general, top ones specific |
 # | full | everything, one learning rate | adapt all features to the target |
-# | discriminative rates | everything, rates decaying toward the input {cite}`howard2018universal` | move general layers least |
-# | gradual unfreezing | head first, then one stage more per phase {cite}`howard2018universal` | avoid wrecking features with a random head's gradients |
-# | L2-SP | everything, pulled toward the pretrained weights {cite}`li2018explicit` | regularise toward the source, not toward zero |
+# | discriminative rates | everything, rates decaying toward the input {footcite}`howard2018universal` | move general layers least |
+# | gradual unfreezing | head first, then one stage more per phase {footcite}`howard2018universal` | avoid wrecking features with a random head's gradients |
+# | L2-SP | everything, pulled toward the pretrained weights {footcite}`li2018explicit` | regularise toward the source, not toward zero |
 #
 # The discriminative rates give stage $\ell$ (counted from the top, head $=0$) the rate
 # $\eta_\ell = \eta\,\gamma^{\ell}$; L2-SP adds
@@ -140,7 +140,7 @@ assert probe_share < 5, "the linear probe trains < 5% of the parameters of full 
 # (printed characters on smooth colour fields), so letting the features adapt pays even with ten
 # labels per class; with a target closer to the source, or fewer labels, the probe closes in
 # (ch. 1's learning curve), and fine-tuning too aggressively can distort good features
-# {cite}`kumar2022fine`.
+# {footcite}`kumar2022fine`.
 #
 # ## How many labels does transfer save?
 #
@@ -183,7 +183,7 @@ assert gains.loc[1] >= 10 and gains.loc[5] >= 10, f"... and by >= 10 points at s
 # The gains are {glue:text}`ch03_gain_k1:.1f`, {glue:text}`ch03_gain_k5:.1f` and
 # {glue:text}`ch03_gain_k10:.1f` points at 1, 5 and 10 labels per class. For comparison, the
 # *Dive into Deep Learning* fine-tuning chapter reports 0.94 for an ImageNet ResNet-18
-# fine-tuned on a small hot-dog dataset against 0.85 from scratch {cite}`zhang2023dive`. As the
+# fine-tuned on a small hot-dog dataset against 0.85 from scratch {footcite}`zhang2023dive`. As the
 # labelled set grows the advantage shrinks (chapter 1's learning curve): transfer stops paying
 # when the target alone has enough labels to learn its own features, and when the source's
 # features are not what the target needs (chapter 1's negative transfer).
@@ -223,7 +223,7 @@ aug.style.format("{:.3f}")
 # %% [markdown]
 # ## Which layers transfer? (Yosinski et al., 2014)
 #
-# {cite}`yosinski2014transferable` asked how *general* or *specific* each layer's features are
+# {footcite}`yosinski2014transferable` asked how *general* or *specific* each layer's features are
 # by copying the first $n$ layers of a trained network into a new one, re-initialising the
 # rest, and either freezing the copied layers or fine-tuning them. We ask the same of our
 # backbone: copy its first $n$ stages (stem, layer1, layer2, layer3), re-initialise the others,
@@ -272,7 +272,7 @@ plt.show()
 # useful, general features live: each copied stage that raises the frozen curve carries features
 # the target can use as they are; where the frozen curve bends down while the fine-tuned one
 # keeps rising, the copied features are becoming *specific* to the source task. In
-# {cite}`yosinski2014transferable` (ImageNet halves) the top layers were specific and freezing
+# {footcite}`yosinski2014transferable` (ImageNet halves) the top layers were specific and freezing
 # them hurt, while fine-tuning the copied layers recovered and even helped. How general a layer
 # is depends on how far the target is from the source.
 #
@@ -384,8 +384,7 @@ except RuntimeError as err:
 #
 # ## References
 #
-# ```{bibliography}
-# :filter: docname in docnames
+# ```{footbibliography}
 # ```
 
 
