@@ -1,0 +1,453 @@
+"""Image captioning: an encoder–decoder with cross-attention, greedy and beam decoding.
+
+A caption model estimates :math:`p(w_1..w_T \\mid x) = \\prod_t p(w_t \\mid w_{<t}, x)`, book
+Eq. (7.5). The image encoder turns :math:`x` into a grid of region vectors (the *memory*); a
+small transformer decoder (Vaswani et al. 2017) reads the words so far with causal
+self-attention and looks at the regions with **cross-attention** — the attention-over-regions
+idea of Show, Attend and Tell (Xu et al. 2015). Training is teacher forcing: cross-entropy of
+every next word given the true previous ones.
+
+This is what the source document's ``BertForConditionalGeneration`` could not do: that class
+does not exist in ``transformers``, and a text-only encoder such as BERT has no way to condition
+on an image. Captioning needs a decoder that attends to image features.
+
+* :class:`WordTokenizer` — a word-level vocabulary with ``<pad>``, ``<bos>``, ``<eos>``, ``<unk>``.
+* :class:`Captioner` — encoder → memory → :class:`torch.nn.TransformerDecoder` → next-word logits.
+* :func:`greedy_decode`, :func:`beam_search` — inference (beam width 1 is greedy decoding).
+* :func:`fit_captioner`, :func:`generate_captions`, :func:`attribute_accuracy`.
+"""
+
+from __future__ import annotations
+
+import re
+from collections import Counter
+from collections.abc import Sequence
+from typing import Any
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from tlcourse.checks import check_int, check_positive, check_tensor
+from tlcourse.utils import get_device
+
+__all__ = [
+    "WordTokenizer",
+    "Captioner",
+    "fit_captioner",
+    "greedy_decode",
+    "beam_search",
+    "generate_captions",
+    "attribute_accuracy",
+]
+
+
+class WordTokenizer:
+    """Lower-case word vocabulary built from training text.
+
+    Ids 0–3 are ``<pad>``, ``<bos>``, ``<eos>``, ``<unk>``; every word seen at least ``min_count``
+    times gets its own id (sorted by frequency, then alphabetically: deterministic). A word never
+    seen in training becomes ``<unk>`` — the reason a text model trained from scratch cannot
+    read a synonym it has never met.
+    """
+
+    PAD, BOS, EOS, UNK = "<pad>", "<bos>", "<eos>", "<unk>"
+    SPECIALS = (PAD, BOS, EOS, UNK)
+
+    def __init__(self, words: Sequence[str]) -> None:
+        words = [w for w in words if w not in self.SPECIALS]
+        if len(set(words)) != len(words):
+            raise ValueError("words must not repeat")
+        self.itos: list[str] = list(self.SPECIALS) + list(words)
+        self.stoi: dict[str, int] = {w: i for i, w in enumerate(self.itos)}
+
+    pad_id, bos_id, eos_id, unk_id = 0, 1, 2, 3
+
+    @staticmethod
+    def split(text: str) -> list[str]:
+        """Lower-case words (letters, digits, apostrophes, hyphens); punctuation is dropped."""
+        if not isinstance(text, str):
+            raise TypeError(f"text must be a str, got {type(text).__name__}")
+        return re.findall(r"[a-z0-9'-]+", text.lower())
+
+    @classmethod
+    def fit(cls, texts: Sequence[str], min_count: int = 1) -> "WordTokenizer":
+        """Build the vocabulary of ``texts``."""
+        if isinstance(texts, str) or not isinstance(texts, Sequence) or len(texts) == 0:
+            raise ValueError("texts must be a non-empty sequence of strings")
+        check_int("min_count", min_count, minimum=1)
+        counts = Counter(w for t in texts for w in cls.split(t))
+        words = sorted((w for w, c in counts.items() if c >= min_count), key=lambda w: (-counts[w], w))
+        return cls(words)
+
+    def __len__(self) -> int:
+        return len(self.itos)
+
+    def encode(
+        self,
+        texts: str | Sequence[str],
+        *,
+        add_special: bool = True,
+        max_len: int | None = None,
+    ) -> torch.Tensor:
+        """Token ids ``(N, L)`` padded with ``pad_id``; with ``add_special``: ``<bos> ... <eos>``.
+
+        ``max_len`` (optional) truncates; ``L`` is otherwise the longest sequence.
+        """
+        if isinstance(texts, str):
+            texts = [texts]
+        if not isinstance(texts, Sequence) or len(texts) == 0:
+            raise ValueError("texts must be a non-empty sequence of strings")
+        seqs = []
+        for t in texts:
+            ids = [self.stoi.get(w, self.unk_id) for w in self.split(t)]
+            if add_special:
+                ids = [self.bos_id, *ids, self.eos_id]
+            if max_len is not None:
+                ids = ids[: check_int("max_len", max_len, minimum=1)]
+            seqs.append(ids)
+        width = max(1, max(len(s) for s in seqs))
+        out = torch.full((len(seqs), width), self.pad_id, dtype=torch.long)
+        for i, s in enumerate(seqs):
+            out[i, : len(s)] = torch.tensor(s, dtype=torch.long)
+        return out
+
+    def decode(self, ids: torch.Tensor | Sequence[int], skip_special: bool = True) -> str:
+        """Words of one sequence; stops at the first ``<eos>``, drops ``<bos>``/``<pad>``."""
+        if isinstance(ids, torch.Tensor):
+            if ids.ndim != 1:
+                raise ValueError(f"ids must be one sequence (1-D), got shape {tuple(ids.shape)}")
+            ids = ids.tolist()
+        words = []
+        for i in ids:
+            if not 0 <= i < len(self.itos):
+                raise ValueError(f"ids must hold token ids in [0, {len(self.itos)}), found {i}")
+            if i == self.eos_id:
+                break
+            if skip_special and i in (self.pad_id, self.bos_id):
+                continue
+            words.append(self.itos[i])
+        return " ".join(words)
+
+    def decode_batch(self, ids: torch.Tensor) -> list[str]:
+        check_tensor("ids", ids, ndim=2, dtype="int")
+        return [self.decode(row) for row in ids]
+
+    def __repr__(self) -> str:
+        return f"WordTokenizer(vocab_size={len(self)})"
+
+
+class Captioner(nn.Module):
+    """Image encoder + transformer decoder with cross-attention, book Eq. (7.5).
+
+    Args:
+        vocab_size: number of token ids (``len(tokenizer)``).
+        image_encoder: module with ``tokens(images) -> (N, S, feature_dim)`` region features
+            (e.g. :class:`~tlcourse.multimodal.encoders.ConvImageEncoder`); ``None`` means the
+            inputs *are* precomputed region features ``(N, S, feature_dim)`` — a frozen encoder
+            whose outputs were computed once.
+        feature_dim: size of a region feature.
+        d_model, nhead, num_layers, dim_feedforward, dropout: decoder sizes.
+        max_len: longest token sequence (with ``<bos>``/``<eos>``).
+        pool, summary: passed to ``image_encoder.tokens(images, pool=pool, summary=summary)``:
+            attend over fewer, pooled regions (cheaper), plus a global summary token.
+    """
+
+    def __init__(
+        self,
+        vocab_size: int,
+        *,
+        image_encoder: nn.Module | None = None,
+        feature_dim: int = 64,
+        d_model: int = 64,
+        nhead: int = 4,
+        num_layers: int = 2,
+        dim_feedforward: int = 128,
+        dropout: float = 0.1,
+        max_len: int = 24,
+        pad_id: int = WordTokenizer.pad_id,
+        unk_id: int = WordTokenizer.unk_id,
+        pool: int = 1,
+        summary: bool = False,
+    ) -> None:
+        super().__init__()
+        check_int("vocab_size", vocab_size, minimum=4)
+        check_int("feature_dim", feature_dim, minimum=1)
+        check_int("max_len", max_len, minimum=2)
+        if image_encoder is not None and not callable(getattr(image_encoder, "tokens", None)):
+            raise TypeError("image_encoder must have a tokens(images) -> (N, S, C) method, or be None")
+        self.image_encoder = image_encoder
+        self.pool = check_int("pool", pool, minimum=1)
+        self.summary = bool(summary)
+        self.vocab_size, self.feature_dim, self.max_len = vocab_size, feature_dim, max_len
+        self.pad_id, self.unk_id = pad_id, unk_id
+        self.memory_proj = nn.Sequential(nn.Linear(feature_dim, d_model), nn.LayerNorm(d_model))
+        self.embed = nn.Embedding(vocab_size, d_model, padding_idx=pad_id)
+        self.position = nn.Parameter(0.02 * torch.randn(max_len, d_model))
+        layer = nn.TransformerDecoderLayer(
+            d_model, nhead, dim_feedforward, dropout=dropout, batch_first=True, norm_first=True
+        )
+        self.decoder = nn.TransformerDecoder(layer, num_layers)
+        self.out = nn.Sequential(nn.LayerNorm(d_model), nn.Linear(d_model, vocab_size))
+
+    def memory(self, images: torch.Tensor) -> torch.Tensor:
+        """Region features → decoder memory ``(N, S, d_model)``."""
+        if self.image_encoder is None:
+            feats = images
+        elif self.pool == 1 and not self.summary:
+            feats = self.image_encoder.tokens(images)
+        else:
+            feats = self.image_encoder.tokens(images, pool=self.pool, summary=self.summary)
+        check_tensor("region features", feats, ndim=3, dtype="float")
+        if feats.shape[-1] != self.feature_dim:
+            raise ValueError(f"region features must have size feature_dim={self.feature_dim}, got {feats.shape[-1]}")
+        return self.memory_proj(feats)
+
+    def decode(self, memory: torch.Tensor, tokens: torch.Tensor) -> torch.Tensor:
+        """Next-token logits ``(N, L, V)`` for every prefix of ``tokens`` ``(N, L)``."""
+        check_tensor("tokens", tokens, ndim=2, dtype="int")
+        length = tokens.shape[1]
+        if length > self.max_len:
+            raise ValueError(f"tokens has {length} positions, more than max_len={self.max_len}")
+        x = self.embed(tokens) + self.position[:length]
+        causal = torch.ones(length, length, dtype=torch.bool, device=tokens.device).triu(1)  # True = hidden
+        h = self.decoder(x, memory, tgt_mask=causal, tgt_is_causal=True, tgt_key_padding_mask=tokens == self.pad_id)
+        return self.out(h)
+
+    def forward(self, images: torch.Tensor, tokens: torch.Tensor) -> torch.Tensor:
+        """Teacher forcing: logits ``(N, L, V)``; position ``t`` predicts ``tokens[:, t + 1]``."""
+        if len(images) != len(tokens):
+            raise ValueError(f"images and tokens must have the same length, got {len(images)} and {len(tokens)}")
+        return self.decode(self.memory(images), tokens)
+
+    def loss(self, images: torch.Tensor, tokens: torch.Tensor, word_dropout: float = 0.0) -> torch.Tensor:
+        """Mean next-word cross-entropy over real (non-padding) target positions.
+
+        ``word_dropout`` replaces that fraction of the *input* words (never ``<bos>`` or padding)
+        by ``<unk>`` (Bowman et al. 2016): the decoder must then look at the image instead of
+        guessing the next word from the previous ones alone.
+        """
+        inputs = tokens[:, :-1]
+        if word_dropout > 0:
+            drop = torch.rand(inputs.shape, device=inputs.device) < word_dropout
+            drop &= (inputs != self.pad_id) & (torch.arange(inputs.shape[1], device=inputs.device) > 0)
+            inputs = inputs.masked_fill(drop, self.unk_id)
+        logits = self(images, inputs)
+        return F.cross_entropy(logits.reshape(-1, logits.shape[-1]), tokens[:, 1:].reshape(-1), ignore_index=self.pad_id)
+
+
+def fit_captioner(
+    model: Captioner,
+    images: torch.Tensor,
+    tokens: torch.Tensor,
+    *,
+    epochs: int = 10,
+    batch_size: int = 64,
+    lr: float = 2e-3,
+    weight_decay: float = 1e-4,
+    word_dropout: float = 0.0,
+    device: str | torch.device | None = None,
+    seed: int = 0,
+) -> list[float]:
+    """Teacher-forcing training with AdamW and one-cycle learning rate; mean loss per epoch.
+
+    ``images`` are what ``model`` eats (images, or precomputed region features when the model
+    has no encoder); ``tokens`` are ``<bos> ... <eos>`` ids from :meth:`WordTokenizer.encode`.
+    """
+    if not isinstance(model, Captioner):
+        raise TypeError(f"model must be a Captioner, got {type(model).__name__}")
+    check_tensor("images", images, dtype="float")
+    check_tensor("tokens", tokens, ndim=2, dtype="int")
+    if len(images) != len(tokens):
+        raise ValueError(f"images and tokens must have the same length, got {len(images)} and {len(tokens)}")
+    epochs = check_int("epochs", epochs, minimum=1)
+    batch_size = check_int("batch_size", batch_size, minimum=1)
+    check_positive("lr", lr)
+    if not isinstance(word_dropout, (int, float)) or not 0.0 <= word_dropout < 1.0:
+        raise ValueError(f"word_dropout must be in [0, 1), got {word_dropout!r}")
+    dev = get_device(device)
+    model.to(dev).train()
+    opt = torch.optim.AdamW([p for p in model.parameters() if p.requires_grad], lr=lr, weight_decay=weight_decay)
+    steps_per_epoch = -(-len(images) // batch_size)
+    sched = torch.optim.lr_scheduler.OneCycleLR(opt, max_lr=lr, total_steps=epochs * steps_per_epoch, pct_start=0.15)
+    gen = torch.Generator().manual_seed(seed)
+    history = []
+    for _ in range(epochs):
+        order = torch.randperm(len(images), generator=gen)
+        total = 0.0
+        for start in range(0, len(order), batch_size):
+            idx = order[start : start + batch_size]
+            batch_tokens = tokens[idx]
+            width = int((batch_tokens != model.pad_id).sum(1).max())  # trim padding columns
+            loss = model.loss(images[idx].to(dev), batch_tokens[:, :width].to(dev), word_dropout=word_dropout)
+            opt.zero_grad(set_to_none=True)
+            loss.backward()
+            opt.step()
+            sched.step()
+            total += loss.item() * len(idx)
+        history.append(total / len(images))
+    model.eval()
+    return history
+
+
+def _check_decoding(model: Any, images: torch.Tensor, bos_id: int, eos_id: int, max_len: int) -> None:
+    if not isinstance(model, Captioner):
+        raise TypeError(f"model must be a Captioner, got {type(model).__name__}")
+    check_tensor("images", images, dtype="float")
+    if len(images) == 0:
+        raise ValueError("images is empty: expected at least one image")
+    for name, value in (("bos_id", bos_id), ("eos_id", eos_id)):
+        check_int(name, value, minimum=0)
+        if value >= model.vocab_size:
+            raise ValueError(f"{name} must be < vocab_size={model.vocab_size}, got {value}")
+    check_int("max_len", max_len, minimum=1)
+    if max_len + 1 > model.max_len:
+        raise ValueError(f"max_len + 1 (with <bos>) must be <= the model's max_len={model.max_len}, got {max_len}")
+
+
+@torch.no_grad()
+def greedy_decode(
+    model: Captioner,
+    images: torch.Tensor,
+    *,
+    bos_id: int = WordTokenizer.bos_id,
+    eos_id: int = WordTokenizer.eos_id,
+    max_len: int = 20,
+) -> torch.Tensor:
+    """Pick the most probable next word at every step.
+
+    Returns ``(N, T)`` generated ids (without ``<bos>``), each row ending with ``<eos>`` followed
+    by padding, or cut at ``max_len`` tokens.
+    """
+    _check_decoding(model, images, bos_id, eos_id, max_len)
+    was_training = model.training
+    model.eval()
+    memory = model.memory(images)
+    n = len(images)
+    seqs = torch.full((n, 1), bos_id, dtype=torch.long, device=memory.device)
+    done = torch.zeros(n, dtype=torch.bool, device=memory.device)
+    for _ in range(max_len):
+        logits = model.decode(memory, seqs)[:, -1]
+        nxt = logits.argmax(-1)
+        nxt = torch.where(done, torch.full_like(nxt, model.pad_id), nxt)
+        seqs = torch.cat([seqs, nxt[:, None]], dim=1)
+        done |= nxt == eos_id
+        if done.all():
+            break
+    model.train(was_training)
+    return seqs[:, 1:]
+
+
+@torch.no_grad()
+def beam_search(
+    model: Captioner,
+    images: torch.Tensor,
+    *,
+    beam_width: int = 3,
+    bos_id: int = WordTokenizer.bos_id,
+    eos_id: int = WordTokenizer.eos_id,
+    max_len: int = 20,
+    length_penalty: float = 0.0,
+) -> torch.Tensor:
+    """Keep the ``beam_width`` most probable partial captions per image at every step.
+
+    Beams are ranked by their summed log-probability; when every beam has ended (or after
+    ``max_len`` tokens) the winner maximises ``log p / length**length_penalty`` (0 = raw
+    probability). ``beam_width=1`` is exactly :func:`greedy_decode`. Output as greedy's.
+    """
+    _check_decoding(model, images, bos_id, eos_id, max_len)
+    beam_width = check_int("beam_width", beam_width, minimum=1)
+    if not isinstance(length_penalty, (int, float)) or length_penalty < 0:
+        raise ValueError(f"length_penalty must be a number >= 0, got {length_penalty!r}")
+    was_training = model.training
+    model.eval()
+    n, b, v = len(images), beam_width, model.vocab_size
+    memory = model.memory(images).repeat_interleave(b, dim=0)  # (n*b, S, d)
+    dev = memory.device
+    seqs = torch.full((n, b, 1), bos_id, dtype=torch.long, device=dev)
+    scores = torch.full((n, b), float("-inf"), device=dev)
+    scores[:, 0] = 0.0  # all beams start identical: expand only the first one
+    done = torch.zeros(n, b, dtype=torch.bool, device=dev)
+    lengths = torch.zeros(n, b, device=dev)
+    for _ in range(max_len):
+        logp = F.log_softmax(model.decode(memory, seqs.view(n * b, -1))[:, -1].float(), dim=-1).view(n, b, v)
+        # A finished beam may only append padding, at no cost, so its score stays fixed.
+        pad_only = torch.full((v,), float("-inf"), device=dev)
+        pad_only[model.pad_id] = 0.0
+        logp = torch.where(done[..., None], pad_only, logp)
+        cand = (scores[..., None] + logp).view(n, b * v)
+        scores, flat = cand.topk(b, dim=1)
+        beam, token = flat // v, flat % v
+        seqs = torch.cat([seqs.gather(1, beam[..., None].expand(-1, -1, seqs.shape[2])), token[..., None]], dim=2)
+        was_done = done.gather(1, beam)
+        lengths = lengths.gather(1, beam) + (~was_done).float()
+        done = was_done | (token == eos_id)
+        if (done | torch.isinf(scores)).all():  # every live beam has ended
+            break
+    final = scores / lengths.clamp(min=1.0) ** length_penalty
+    best = final.argmax(dim=1)
+    model.train(was_training)
+    return seqs[torch.arange(n, device=dev), best, 1:]
+
+
+def generate_captions(
+    model: Captioner,
+    tokenizer: WordTokenizer,
+    images: torch.Tensor,
+    *,
+    beam_width: int = 1,
+    max_len: int = 20,
+    batch_size: int = 256,
+    device: str | torch.device | None = None,
+) -> list[str]:
+    """Captions as strings: greedy decoding (``beam_width=1``) or beam search, in batches."""
+    if not isinstance(tokenizer, WordTokenizer):
+        raise TypeError(f"tokenizer must be a WordTokenizer, got {type(tokenizer).__name__}")
+    beam_width = check_int("beam_width", beam_width, minimum=1)
+    check_int("batch_size", batch_size, minimum=1)
+    dev = get_device(device)
+    model.to(dev)
+    out: list[str] = []
+    for start in range(0, len(images), batch_size):
+        x = images[start : start + batch_size].to(dev)
+        ids = (
+            greedy_decode(model, x, max_len=max_len)
+            if beam_width == 1
+            else beam_search(model, x, beam_width=beam_width, max_len=max_len)
+        )
+        out.extend(tokenizer.decode_batch(ids.cpu()))
+    return out
+
+
+def attribute_accuracy(captions: Sequence[str], attributes: dict[str, torch.Tensor]) -> dict[str, float]:
+    """How often generated captions name the right attributes.
+
+    ``attributes`` holds the true values (as in :class:`~tlcourse.data.captions.CaptionDataset`:
+    index tensors, ``count`` in 1..3). Each caption is read with
+    :func:`~tlcourse.data.captions.parse_caption`; an attribute the caption does not mention
+    counts as wrong. Returns per-attribute accuracy, ``"shape+colour"`` (both right) and
+    ``"all"`` (every attribute right).
+    """
+    from tlcourse.data.captions import ATTRIBUTES, COLOURS, POSITIONS, SHAPES, SIZES, parse_caption
+
+    if isinstance(captions, str) or not isinstance(captions, Sequence) or len(captions) == 0:
+        raise ValueError("captions must be a non-empty sequence of strings")
+    missing = [a for a in ATTRIBUTES if a not in attributes]
+    if missing:
+        raise ValueError(f"attributes is missing {missing}")
+    n = len(captions)
+    for a in ATTRIBUTES:
+        if len(attributes[a]) != n:
+            raise ValueError(f"attributes[{a!r}] has {len(attributes[a])} values for {n} captions")
+    names = {"shape": SHAPES, "colour": COLOURS, "size": SIZES, "position": POSITIONS}
+    right = {a: torch.zeros(n, dtype=torch.bool) for a in ATTRIBUTES}
+    for i, text in enumerate(captions):
+        parsed = parse_caption(text)
+        for a in ATTRIBUTES:
+            truth = int(attributes[a][i])
+            value = truth if a == "count" else names[a][truth]
+            right[a][i] = parsed[a] == value
+    result = {a: float(right[a].float().mean()) for a in ATTRIBUTES}
+    result["shape+colour"] = float((right["shape"] & right["colour"]).float().mean())
+    result["all"] = float(torch.stack([right[a] for a in ATTRIBUTES]).all(0).float().mean())
+    return result
