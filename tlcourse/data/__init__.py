@@ -11,8 +11,26 @@ from tlcourse.data.digits import (
     make_mnistm,
     stratified_split,
 )
+from tlcourse.data.text import (
+    REVIEW_DOMAINS,
+    SENTIMENT_CLASSES,
+    LengthGroupedBatchSampler,
+    TextDataset,
+    few_shot_texts,
+    load_reviews,
+    make_text_collate,
+    make_text_loader,
+)
 
 __all__ = [
+    "REVIEW_DOMAINS",
+    "SENTIMENT_CLASSES",
+    "LengthGroupedBatchSampler",
+    "TextDataset",
+    "few_shot_texts",
+    "load_reviews",
+    "make_text_collate",
+    "make_text_loader",
     "DIGIT_CLASSES",
     "ArrayDataset",
     "Split",

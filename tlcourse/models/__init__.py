@@ -9,8 +9,18 @@ from tlcourse.models.pretrained import (
     weights_path,
 )
 from tlcourse.models.resnet import BLOCK_NAMES, Backbone, BasicBlock, SmallResNet, replace_head
+from tlcourse.models.lora import LoRALinear, apply_lora, lora_state_dict, merge_lora
+from tlcourse.models.text import TextClassifier, encode_texts, load_text_encoder, mean_pool
 
 __all__ = [
+    "LoRALinear",
+    "TextClassifier",
+    "apply_lora",
+    "encode_texts",
+    "load_text_encoder",
+    "lora_state_dict",
+    "mean_pool",
+    "merge_lora",
     "BLOCK_NAMES",
     "PRETRAINED",
     "TORCHVISION_MODELS",
