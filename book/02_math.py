@@ -1083,3 +1083,12 @@ plt.show()
 #
 # ```{footbibliography}
 # ```
+
+
+# %% [markdown]
+# ---
+
+# %% tags=["remove-input"]
+from tlcourse.book import last_executed  # noqa: E402
+
+last_executed()

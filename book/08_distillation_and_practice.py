@@ -1,7 +1,7 @@
 # ---
 # jupyter:
 #   jupytext:
-#     cell_metadata_filter: -all
+#     cell_metadata_filter: tags,-all
 #     formats: ipynb,py:percent
 #     text_representation:
 #       extension: .py
@@ -780,3 +780,12 @@ plt.show()
 #
 # ```{footbibliography}
 # ```
+
+
+# %% [markdown]
+# ---
+
+# %% tags=["remove-input"]
+from tlcourse.book import last_executed  # noqa: E402
+
+last_executed()

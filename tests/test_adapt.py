@@ -368,12 +368,12 @@ def test_adapt_batchnorm_recomputes_statistics_without_touching_weights() -> Non
     model = LeNet(2, feature_dim=8)
     images = torch.rand(40, 3, 28, 28) * 0.5 + 0.25
     adapted = adapt_batchnorm(model, images, batch_size=40)
-    bn = adapted.backbone.conv[1]
+    bn = adapted.backbone.conv[2]
     with torch.no_grad():
-        pre = adapted.backbone.conv[0](images - 0.5)
+        pre = adapted.backbone.conv[1](adapted.backbone.conv[0](images - 0.5))
     torch.testing.assert_close(bn.running_mean, pre.mean((0, 2, 3)), atol=1e-5, rtol=1e-4)
     torch.testing.assert_close(adapted.head.weight, model.head.weight)
-    assert model.backbone.conv[1].running_mean.abs().sum() == 0  # the original is untouched
+    assert model.backbone.conv[2].running_mean.abs().sum() == 0  # the original is untouched
     with pytest.raises(ValueError):
         adapt_batchnorm(nn.Linear(2, 2), torch.rand(4, 2))
     with pytest.raises(ValueError):

@@ -436,8 +436,8 @@ def zero_shot_prompts(target: str = "combo", phrasing: str = "train") -> list[li
     unseen = phrasing == "unseen"
 
     def words(attr: str, value: str, k: int) -> str:
-        table = UNSEEN_SYNONYMS if unseen and attr in (target, "combo") or unseen and target == "combo" else SYNONYMS
-        options = table[attr][value]
+        new_word = unseen and target in (attr, "combo")
+        options = (UNSEEN_SYNONYMS if new_word else SYNONYMS)[attr][value]
         return options[k % len(options)]
 
     def sentence(colour: str, shape: str, k: int) -> str:
@@ -446,10 +446,18 @@ def zero_shot_prompts(target: str = "combo", phrasing: str = "train") -> list[li
 
     variants = (0, 1) if unseen else (0,)
     if target == "combo":
-        return [[sentence(words("colour", c, k), words("shape", s, k), k) for k in variants] for s in SHAPES for c in COLOURS]
+        return [
+            [sentence(words("colour", c, k), words("shape", s, k), k) for k in variants]
+            for s in SHAPES
+            for c in COLOURS
+        ]
     if target == "colour":
         return [
-            [sentence(words("colour", c, k), SYNONYMS["shape"][s][0], i + k) for k in variants for i, s in enumerate(SHAPES)]
+            [
+                sentence(words("colour", c, k), SYNONYMS["shape"][s][0], i + k)
+                for k in variants
+                for i, s in enumerate(SHAPES)
+            ]
             for c in COLOURS
         ]
     return [
@@ -573,7 +581,9 @@ class CaptionSplit(NamedTuple):
     test: CaptionDataset
 
 
-def _build(scenes: dict[str, np.ndarray], rng: np.random.Generator, holdout_mask: np.ndarray, **render) -> CaptionDataset:
+def _build(
+    scenes: dict[str, np.ndarray], rng: np.random.Generator, holdout_mask: np.ndarray, **render: object
+) -> CaptionDataset:
     images = torch.from_numpy(render_scenes(scenes, rng, **render))
     captions = caption_scenes(scenes, rng)
     attributes = {k: torch.from_numpy(scenes[k].astype(np.int64)) for k in ATTRIBUTES}

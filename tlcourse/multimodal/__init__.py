@@ -21,6 +21,7 @@ from tlcourse.multimodal.captioning import (
 from tlcourse.multimodal.contrastive import (
     ContrastiveLoss,
     DualEncoder,
+    average_prompts,
     clip_loss,
     embed,
     fit_dual_encoder,
@@ -47,6 +48,7 @@ __all__ = [
     "greedy_decode",
     "ContrastiveLoss",
     "DualEncoder",
+    "average_prompts",
     "clip_loss",
     "embed",
     "fit_dual_encoder",

@@ -233,7 +233,8 @@ class Captioner(nn.Module):
             drop &= (inputs != self.pad_id) & (torch.arange(inputs.shape[1], device=inputs.device) > 0)
             inputs = inputs.masked_fill(drop, self.unk_id)
         logits = self(images, inputs)
-        return F.cross_entropy(logits.reshape(-1, logits.shape[-1]), tokens[:, 1:].reshape(-1), ignore_index=self.pad_id)
+        targets = tokens[:, 1:].reshape(-1)
+        return F.cross_entropy(logits.reshape(-1, logits.shape[-1]), targets, ignore_index=self.pad_id)
 
 
 def fit_captioner(

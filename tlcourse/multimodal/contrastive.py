@@ -4,7 +4,7 @@ An image tower :math:`f` and a text tower :math:`g`, each followed by a linear p
 a batch of :math:`N` matching pairs to unit vectors :math:`u_i = f(x_i)/\\|f(x_i)\\|` and
 :math:`v_j = g(t_j)/\\|g(t_j)\\|`. With the logit scale :math:`s = e^{\\tau'} = 1/T`, the
 similarities are :math:`S_{ij} = s\\, u_i^\\top v_j` and the loss is the symmetric InfoNCE
-(Oord et al. 2018), book Eq. (7.3):
+(Oord et al. 2018), book Eq. (7.4):
 
 .. math::
 
@@ -39,12 +39,13 @@ __all__ = [
     "fit_dual_encoder",
     "embed",
     "zero_shot_logits",
+    "average_prompts",
     "recall_at_k",
 ]
 
 
 def clip_loss(logits_per_image: torch.Tensor) -> torch.Tensor:
-    """Symmetric InfoNCE of a square similarity matrix, book Eq. (7.3).
+    """Symmetric InfoNCE of a square similarity matrix, book Eq. (7.4).
 
     ``logits_per_image[i, j]`` scores image ``i`` against text ``j``; pair ``i`` matches ``i``.
     """
@@ -91,13 +92,16 @@ class ContrastiveLoss(nn.Module):
         check_tensor("text_emb", text_emb, ndim=2, dtype="float")
         if image_emb.shape[1] != text_emb.shape[1]:
             raise ValueError(
-                f"image_emb and text_emb must have the same embedding size, got {image_emb.shape[1]} and {text_emb.shape[1]}"
+                "image_emb and text_emb must have the same embedding size, "
+                f"got {image_emb.shape[1]} and {text_emb.shape[1]}"
             )
         return self.scale * F.normalize(image_emb, dim=-1) @ F.normalize(text_emb, dim=-1).t()
 
     def forward(self, image_emb: torch.Tensor, text_emb: torch.Tensor) -> torch.Tensor:
         if len(image_emb) != len(text_emb):
-            raise ValueError(f"image_emb and text_emb must pair up (same length), got {len(image_emb)} and {len(text_emb)}")
+            raise ValueError(
+                f"image_emb and text_emb must pair up (same length), got {len(image_emb)} and {len(text_emb)}"
+            )
         return clip_loss(self.logits(image_emb, text_emb))
 
     def extra_repr(self) -> str:
@@ -256,9 +260,24 @@ def zero_shot_logits(image_emb: torch.Tensor, prompt_emb: torch.Tensor) -> torch
     check_tensor("prompt_emb", prompt_emb, ndim=2, dtype="float")
     if image_emb.shape[1] != prompt_emb.shape[1]:
         raise ValueError(
-            f"image_emb and prompt_emb must have the same embedding size, got {image_emb.shape[1]} and {prompt_emb.shape[1]}"
+            "image_emb and prompt_emb must have the same embedding size, "
+            f"got {image_emb.shape[1]} and {prompt_emb.shape[1]}"
         )
     return F.normalize(image_emb, dim=-1) @ F.normalize(prompt_emb, dim=-1).t()
+
+
+def average_prompts(prompt_emb: torch.Tensor, counts: Sequence[int]) -> torch.Tensor:
+    """Prompt ensembling (Radford et al. 2021, Sec. 3.1.4): one unit vector per class.
+
+    ``prompt_emb`` stacks the embeddings of every class's prompts, class after class;
+    ``counts[k]`` is how many belong to class ``k``. Returns ``(K, D)`` normalised means.
+    """
+    check_tensor("prompt_emb", prompt_emb, ndim=2, dtype="float")
+    counts = [check_int("counts[k]", c, minimum=1) for c in counts]
+    if sum(counts) != len(prompt_emb):
+        raise ValueError(f"counts must add up to the number of prompts ({len(prompt_emb)}), got {sum(counts)}")
+    groups = torch.split(F.normalize(prompt_emb, dim=-1), counts)
+    return F.normalize(torch.stack([g.mean(0) for g in groups]), dim=-1)
 
 
 def recall_at_k(

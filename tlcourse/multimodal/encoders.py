@@ -163,7 +163,8 @@ class TokenTextEncoder(nn.Module):
         if ids.shape[1] > self.max_len:
             raise ValueError(f"ids has {ids.shape[1]} tokens, more than max_len={self.max_len}")
         if ids.numel() and (ids.min() < 0 or ids.max() >= self.vocab_size):
-            raise ValueError(f"ids must hold token ids in [0, {self.vocab_size}), found {int(ids.min())}..{int(ids.max())}")
+            found = f"{int(ids.min())}..{int(ids.max())}"
+            raise ValueError(f"ids must hold token ids in [0, {self.vocab_size}), found {found}")
 
     def tokens(self, ids: torch.Tensor) -> torch.Tensor:
         """``(N, L, dim)`` contextual token vectors (padding positions are meaningless)."""
@@ -199,7 +200,8 @@ class EmbeddingTable(nn.Module):
     def forward(self, index: torch.Tensor) -> torch.Tensor:
         check_tensor("index", index, ndim=1, dtype="int")
         if index.numel() and (index.min() < 0 or index.max() >= len(self.table)):
-            raise ValueError(f"index must hold row numbers in [0, {len(self.table)}), found {int(index.min())}..{int(index.max())}")
+            found = f"{int(index.min())}..{int(index.max())}"
+            raise ValueError(f"index must hold row numbers in [0, {len(self.table)}), found {found}")
         return self.table[index]
 
 

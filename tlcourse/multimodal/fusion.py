@@ -57,7 +57,9 @@ def check_probabilities(name: str, probs: torch.Tensor, atol: float = 1e-3) -> t
             "a one-unit sigmoid p is the distribution [1 - p, p] over two classes"
         )
     if probs.numel() and (probs.min() < 0 or (probs.sum(1) - 1).abs().max() > atol):
-        raise ValueError(f"{name} must hold probabilities (non-negative rows summing to 1); apply softmax to logits first")
+        raise ValueError(
+            f"{name} must hold probabilities (non-negative rows summing to 1); apply softmax to logits first"
+        )
     return probs
 
 
@@ -68,7 +70,8 @@ def _check_prob_list(probs: Sequence[torch.Tensor]) -> list[torch.Tensor]:
     shapes = {tuple(p.shape) for p in probs}
     if len(shapes) > 1:
         raise ValueError(
-            f"all modalities must give probabilities over one common label space (same (N, K)), got shapes {sorted(shapes)}"
+            "all modalities must give probabilities over one common label space (same (N, K)), "
+            f"got shapes {sorted(shapes)}"
         )
     return probs
 
@@ -95,7 +98,7 @@ def late_fusion(
     """Combine per-modality class probabilities ``(N, K)`` into one ``(N, K)`` distribution.
 
     ``rule="mean"``: weighted arithmetic mean, Eq. (7.1); ``weights`` (default: equal) are
-    normalised to sum to 1. ``rule="product"``: :math:`\prod_m p_m^{w_m}` renormalised, Eq. (7.2);
+    normalised to sum to 1. ``rule="product"``: :math:`\\prod_m p_m^{w_m}` renormalised, Eq. (7.2);
     ``weights`` are the exponents (default: all 1, the naive-Bayes product of experts).
     """
     probs = _check_prob_list(probs)
@@ -237,7 +240,7 @@ class CrossAttentionFusion(nn.Module):
 
     With :math:`Q = T W_Q` (text tokens), :math:`K = R W_K`, :math:`V = R W_V` (image regions),
     one block computes :math:`H = \\mathrm{LN}(Q + \\mathrm{MHA}(Q, K, V))`,
-    :math:`H \\leftarrow H + \\mathrm{FFN}(\\mathrm{LN}(H))` (book Eq. (7.4),
+    :math:`H \\leftarrow H + \\mathrm{FFN}(\\mathrm{LN}(H))` (book Eq. (7.3),
     :math:`\\mathrm{MHA}` = :class:`torch.nn.MultiheadAttention`), averages :math:`H` over the real
     text tokens and applies a linear classifier. The attention weights of the last call are kept
     in :attr:`last_attention` ``(N, L_text, S_image)`` for plotting.
@@ -272,7 +275,9 @@ class CrossAttentionFusion(nn.Module):
         self.attention = nn.MultiheadAttention(d_model, nhead, dropout=dropout, batch_first=True)
         self.norm1 = nn.LayerNorm(d_model)
         self.norm2 = nn.LayerNorm(d_model)
-        self.ffn = nn.Sequential(nn.Linear(d_model, 2 * d_model), nn.ReLU(), nn.Dropout(dropout), nn.Linear(2 * d_model, d_model))
+        self.ffn = nn.Sequential(
+            nn.Linear(d_model, 2 * d_model), nn.ReLU(), nn.Dropout(dropout), nn.Linear(2 * d_model, d_model)
+        )
         self.head = nn.Linear(d_model, num_classes)
         self.last_attention: torch.Tensor | None = None
 
