@@ -106,12 +106,13 @@ plt.show()
 # The discriminative rates give stage $\ell$ (counted from the top, head $=0$) the rate
 # $\eta_\ell = \eta\,\gamma^{\ell}$; L2-SP adds
 # $\frac{\alpha}{2}\lVert w_S - w_S^0\rVert^2 + \frac{\beta}{2}\lVert w_{\text{new}}\rVert^2$ to the loss
-# (chapter 2 states and checks both). Every run below gets the same number of optimizer steps.
+# (chapter 2 states and checks both). Every run below gets the same number of optimizer steps
+# (50 steps of 16 images: `STEPS` and `BATCH` in the next cell).
 
 # %%
-K_TABLE, SEEDS, STEPS = 10, [0, 1, 2], 60
+K_TABLE, SEEDS, STEPS, BATCH = 10, [0, 1, 2], 50, 16
 with Timer() as t_table:
-    table_runs = compare(list(STRATEGIES), target.train, target.test, [K_TABLE], SEEDS, steps=STEPS)
+    table_runs = compare(list(STRATEGIES), target.train, target.test, [K_TABLE], SEEDS, steps=STEPS, batch_size=BATCH)
 table = summarise(table_runs).drop(columns=["k", "runs"])
 full_params = table.loc[table.strategy == "full", "trainable"].item()
 table["trainable %"] = 100 * table["trainable"] / full_params
@@ -146,17 +147,19 @@ assert probe_share < 5, "the linear probe trains < 5% of the parameters of full 
 #
 # The claim of this chapter: at every budget of at most ten labels per class, the best transfer
 # strategy beats the same architecture trained from scratch, by at least ten points at the
-# smallest budgets. We compare scratch with the two strategies that lead the table above.
+# smallest budgets. We compare scratch with the two canonical strategies, fixed in advance
+# rather than picked from the table above (picking the winners on the test set and then reporting
+# their margin would flatter them): full fine-tuning and a linear probe. The gain is measured for
+# full fine-tuning.
 
 # %%
-leaders = [s for s in table.strategy if s != "scratch"][:2]
+leaders = ["full", "probe_sklearn"]
 with Timer() as t_curve:
-    curve_runs = compare(["scratch", *leaders], target.train, target.test, [1, 5], SEEDS, steps=STEPS)
+    curve_runs = compare(["scratch", *leaders], target.train, target.test, [1, 5], SEEDS, steps=STEPS, batch_size=BATCH)
 curve_runs += [r for r in table_runs if r["strategy"] in ("scratch", *leaders)]
 curve = summarise(curve_runs)
 pivot = curve.pivot(index="k", columns="strategy", values="accuracy")
-pivot["best transfer"] = pivot[leaders].max(axis=1)
-pivot["gain (points)"] = 100 * (pivot["best transfer"] - pivot["scratch"])
+pivot["gain (points)"] = 100 * (pivot["full"] - pivot["scratch"])
 pivot.style.format("{:.3f}")
 
 # %%
@@ -165,7 +168,7 @@ for strategy in ["scratch", *leaders]:
     rows = curve[curve.strategy == strategy].sort_values("k")
     ax.errorbar(rows["k"], rows["accuracy"], yerr=rows["std"], marker="o", capsize=3, label=strategy)
 ax.set(xlabel="labelled target images per class", ylabel="target test accuracy", xticks=[1, 5, 10],
-       title="Best transfer strategies vs scratch (mean ± std, 3 seeds)")
+       title="Transfer vs scratch (mean ± std, 3 seeds)")
 ax.grid(alpha=0.3)
 ax.legend()
 plt.tight_layout()
@@ -176,11 +179,11 @@ gains = pivot["gain (points)"]
 glue("ch03_gain_k1", gains.loc[1])
 glue("ch03_gain_k5", gains.loc[5])
 glue("ch03_gain_k10", gains.loc[10])
-assert (gains > 0).all(), f"transfer must beat scratch at every k <= 10: {gains.to_dict()}"
+assert (gains > 0).all(), f"full fine-tuning must beat scratch at every k <= 10: {gains.to_dict()}"
 assert gains.loc[1] >= 10 and gains.loc[5] >= 10, f"... and by >= 10 points at small k: {gains.to_dict()}"
 
 # %% [markdown]
-# The gains are {glue:text}`ch03_gain_k1:.1f`, {glue:text}`ch03_gain_k5:.1f` and
+# Full fine-tuning gains {glue:text}`ch03_gain_k1:.1f`, {glue:text}`ch03_gain_k5:.1f` and
 # {glue:text}`ch03_gain_k10:.1f` points at 1, 5 and 10 labels per class. For comparison, the
 # *Dive into Deep Learning* fine-tuning chapter reports 0.94 for an ImageNet ResNet-18
 # fine-tuned on a small hot-dog dataset against 0.85 from scratch {footcite}`zhang2023dive`. As the
@@ -192,7 +195,7 @@ assert gains.loc[1] >= 10 and gains.loc[5] >= 10, f"... and by >= 10 points at s
 #
 # With ten images per class, random small rotations, shifts and colour changes
 # (`torchvision.transforms.v2`) create plausible new training images. Each augmented image is
-# new, so the same 60 steps now face a harder, never-repeating training set.
+# new, so the same 50 steps now face a harder, never-repeating training set.
 
 # %%
 augment = v2.Compose([v2.RandomAffine(degrees=12, translate=(0.1, 0.1), scale=(0.9, 1.1)),
@@ -203,7 +206,8 @@ aug_rows = []
 with Timer() as t_aug:
     for strategy in ["scratch", leaders[0]]:
         for seed in SEEDS:
-            r = run_strategy(strategy, few_shot(target.train, K_TABLE, seed=seed), target.test, seed=seed, steps=STEPS, augment=augment)
+            r = run_strategy(strategy, few_shot(target.train, K_TABLE, seed=seed), target.test, seed=seed, steps=STEPS,
+                             batch_size=BATCH, augment=augment)
             plain = next(x for x in table_runs if x["strategy"] == strategy and x["seed"] == seed)
             aug_rows.append({"strategy": strategy, "seed": seed, "no augmentation": plain["accuracy"], "augmentation": r.accuracy})
 aug = pd.DataFrame(aug_rows).groupby("strategy")[["no augmentation", "augmentation"]].mean()
@@ -218,7 +222,7 @@ aug.style.format("{:.3f}")
 # {glue:text}`ch03_aug_scratch:+.1f` points. Augmentation is a regulariser: it pays when
 # training runs long enough to fit the harder data (try `STEPS = 300` in the exercises), and a
 # pretrained backbone already carries much of the invariance it teaches. A network from scratch
-# with sixty steps has not even fit the plain images, so extra variety mostly slows it down.
+# with fifty steps has not even fit the plain images, so extra variety mostly slows it down.
 
 # %% [markdown]
 # ## Which layers transfer? (Yosinski et al., 2014)
@@ -247,7 +251,7 @@ with Timer() as t_layers:
                 getattr(net.backbone, name).load_state_dict(getattr(pretrained.backbone, name).state_dict())
             if frozen:
                 freeze(net, [f"backbone.{s}" for s in STAGE_NAMES[:n]])
-            fit(net, subset20, epochs=10, lr=1e-3, batch_size=32, seed=0)
+            fit(net, subset20, epochs=5, lr=1e-3, batch_size=32, seed=0)
             layer_rows.append({"stages copied": n, "copied stages": "frozen" if frozen else "fine-tuned",
                                "accuracy": evaluate(net, target.test)["accuracy"]})
 layers = pd.DataFrame(layer_rows)

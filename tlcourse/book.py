@@ -42,11 +42,12 @@ def _elapsed() -> float:
 
 def run_info() -> dict[str, Any]:
     """Date, device, versions and seconds since the (kernel) process started."""
-    try:
-        import transformers
+    # read the installed version without importing transformers (slow, and it pulls in tqdm.auto)
+    from importlib.metadata import PackageNotFoundError, version
 
-        tf_version = transformers.__version__
-    except ImportError:  # pragma: no cover - transformers is a dependency
+    try:
+        tf_version = version("transformers")
+    except PackageNotFoundError:  # pragma: no cover - transformers is a dependency
         tf_version = "n/a"
     if torch.cuda.is_available():
         device = torch.cuda.get_device_name(0)

@@ -355,7 +355,7 @@ def distill(
     if progress:
         from tqdm.auto import tqdm
 
-        epoch_iter = tqdm(epoch_iter, desc="distill")
+        epoch_iter = tqdm(epoch_iter, desc="distill", mininterval=1.0)
     for epoch in epoch_iter:
         sums: dict[str, float] = {}
         seen = 0

@@ -395,7 +395,7 @@ class GradNorm(Weighting):
     ``G_k = ‖∇_W w_k L_k‖``, ``Ḡ`` their mean, ``L̃_k = L_k(t) / L_k(0)`` the inverse training
     rate and ``r_k = L̃_k / mean_j L̃_j``. GradNorm minimises, over the weights only,
 
-        L_grad = Σ_k | G_k − Ḡ · r_k^α |,     the target Ḡ · r_k^α held constant,
+        ``L_grad = Σ_k abs(G_k − Ḡ · r_k^α)``,     the target ``Ḡ · r_k^α`` held constant,
 
     so a task that trains slowly (large ``r_k``) or has a small gradient gets a larger weight.
     ``alpha`` sets the strength of the pull (0: equal gradient norms; the paper uses 0.12–3).

@@ -295,7 +295,9 @@ def fit(
     else:  # no widget machinery (and no IProgress warning) when the bar is hidden
         from tqdm import tqdm
 
-    bar = tqdm(total=(epochs - start_epoch) * len(loader), desc="fit", disable=not show, leave=False, unit="step")
+    # one refresh a second at most: a flood of progress messages can stall notebook runners
+    bar = tqdm(total=(epochs - start_epoch) * len(loader), desc="fit", disable=not show, leave=False, unit="step",
+               mininterval=1.0)
     for epoch in range(start_epoch, epochs):
         net.train()
         if isinstance(loader.sampler, DistributedSampler):

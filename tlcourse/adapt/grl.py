@@ -44,11 +44,13 @@ class GradientReversalFunction(torch.autograd.Function):
 
     @staticmethod
     def forward(ctx: Any, x: torch.Tensor, lambda_: float) -> torch.Tensor:  # type: ignore[override]
+        """Return ``x`` unchanged and remember ``λ`` for the backward pass."""
         ctx.lambda_ = lambda_
         return x.view_as(x)
 
     @staticmethod
     def backward(ctx: Any, grad_output: torch.Tensor) -> tuple[torch.Tensor, None]:  # type: ignore[override]
+        """Multiply the incoming gradient by ``-λ`` (no gradient for ``λ``)."""
         return -ctx.lambda_ * grad_output, None
 
 

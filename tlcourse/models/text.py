@@ -17,6 +17,7 @@
 from __future__ import annotations
 
 import os
+import warnings
 from collections.abc import Sequence
 from typing import Any
 
@@ -82,7 +83,10 @@ def load_text_encoder(
         RuntimeError: the model is neither packaged nor available (offline, or no network),
             with the command or setting that fixes it.
     """
-    from transformers import AutoConfig, AutoModel, AutoTokenizer
+    with warnings.catch_warnings():  # tqdm.auto warns about widgets at import in plain kernels
+        warnings.filterwarnings("ignore", message="IProgress not found")
+        from transformers import AutoConfig, AutoModel, AutoTokenizer
+        from transformers.utils import logging as hf_logging
 
     if not isinstance(name, str) or not name:
         raise TypeError(f"name must be a non-empty model name (str), got {name!r}")
@@ -95,7 +99,15 @@ def load_text_encoder(
     try:
         tokenizer = AutoTokenizer.from_pretrained(source, local_files_only=local_only)
         if pretrained:
-            encoder = AutoModel.from_pretrained(source, local_files_only=local_only)
+            # no "Loading weights" bar for a local file (it lands on stderr in executed notebooks)
+            bar_was_on = hf_logging.is_progress_bar_enabled()
+            if local_only:
+                hf_logging.disable_progress_bar()
+            try:
+                encoder = AutoModel.from_pretrained(source, local_files_only=local_only)
+            finally:
+                if bar_was_on:
+                    hf_logging.enable_progress_bar()
         else:
             config = AutoConfig.from_pretrained(source, local_files_only=local_only)
             if seed is not None:
