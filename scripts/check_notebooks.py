@@ -6,6 +6,7 @@ one line per problem.
 
 from __future__ import annotations
 
+import re
 import sys
 from pathlib import Path
 
@@ -46,6 +47,12 @@ def check(root: Path = ROOT) -> list[str]:
         code = [c.source for c in nb.cells if c.cell_type == "code"]
         if not code or INSTALL_MARK not in code[0] or repo not in code[0]:
             problems.append(f"{rel}: the first code cell must install tlcourse from {repo} inside Colab only")
+    readme = root / "README.md"
+    if readme.exists():  # badges and launch links must point at the configured repository
+        owner_name = repo.removeprefix("github.com/")
+        for found in sorted(set(re.findall(r"github(?:\.com)?/([\w.-]+/[\w.-]+)/(?:blob|actions)", readme.read_text()))):
+            if found != owner_name:
+                problems.append(f"README.md: link to {found}, but _config.yml's repository is {owner_name}")
     return problems
 
 

@@ -1,4 +1,4 @@
-"""Put MathJax 3 into ``_static/mathjax/`` so the built book renders equations offline.
+"""Put MathJax 3 into ``_vendor/mathjax/`` so the built book renders equations offline.
 
 Uses ``npm pack mathjax@3.2.2`` (the npm registry is reachable at install time) and keeps the
 ``es5`` bundle. Where npm is missing, writes a small shim that loads MathJax from its CDN
@@ -15,7 +15,7 @@ import tempfile
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
-TARGET = ROOT / "_static" / "mathjax"
+TARGET = ROOT / "_vendor" / "mathjax"  # not _static/: Jupyter Book loads every .js found there
 VERSION = "3.2.2"
 CDN = f"https://cdn.jsdelivr.net/npm/mathjax@{VERSION}/es5/tex-chtml.js"
 

@@ -96,6 +96,12 @@ def test_intro_renders(server, browser):
 def test_chapter_page(server, browser, page):
     _open(browser, f"{server}/{page}.html")
     html = browser.page_source
+    name = Path(page).name
+    if name.startswith("01"):  # the top of a chapter with its first figure (used in the README)
+        browser.execute_script("document.querySelector('.cell_output img').scrollIntoView({block: 'center'})")
+        time.sleep(0.3)
+        SHOTS.mkdir(parents=True, exist_ok=True)
+        browser.save_screenshot(str(SHOTS / f"{name}_figure.png"))
     # math typeset by MathJax (vendored: no network needed)
     if 'class="math' in html:
         assert browser.execute_script("return document.querySelectorAll('mjx-container').length") > 0, "math not rendered"
@@ -117,7 +123,6 @@ def test_chapter_page(server, browser, page):
         time.sleep(0.5)
         hidden_after = "toggle-hidden" in (solution.get_attribute("class") or "")
         assert hidden_before and not hidden_after, "exercise solution did not toggle"
-    name = Path(page).name
     if name.startswith(("01", "00")):
         browser.save_screenshot(str(SHOTS / f"{name}.png"))
     assert _severe_console_errors(browser) == []
