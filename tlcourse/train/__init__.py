@@ -11,7 +11,7 @@
 
 from tlcourse.train.amp import autocast_context
 from tlcourse.train.classification import evaluate, fit, predict
-from tlcourse.train.engine import Engine, StepContext
+from tlcourse.train.engine import Engine, PlainContext, StepContext
 from tlcourse.train.features import extract_features
 from tlcourse.train.history import History, NonFiniteLossError
 from tlcourse.train.loaders import make_loader
@@ -26,5 +26,6 @@ __all__ = [
     "NonFiniteLossError",
     "Engine",
     "StepContext",
+    "PlainContext",
     "extract_features",
 ]

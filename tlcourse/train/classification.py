@@ -32,6 +32,9 @@ from tlcourse.utils import get_device
 
 __all__ = ["fit", "evaluate", "predict", "classification_step", "forward_logits", "check_class_labels"]
 
+#: How the training metrics of a classification step are named in a record.
+TRAIN_NAMES = {"loss": "train_loss", "accuracy": "train_accuracy"}
+
 
 def forward_logits(model: nn.Module, inputs: Any) -> torch.Tensor:
     """``model(**inputs)`` for a dict, else ``model(inputs)``; a Hugging Face output gives its ``.logits``."""
@@ -187,7 +190,7 @@ def fit(
     engine = Engine({"model": model}, {"optimizer": opt}, schedulers={"scheduler": sched} if sched else None,
                     scheduler_interval=scheduler_interval, device=dev, amp=amp, channels_last=channels_last,
                     compile=compile, accumulate=accumulate, grad_clip=grad_clip, sync_batchnorm=sync_batchnorm,
-                    progress=progress, desc="epoch", prefix="train_", checkpoint=checkpoint, resume=resume)
+                    progress=progress, desc="epoch", rename=TRAIN_NAMES, checkpoint=checkpoint, resume=resume)
     net = engine.prepare(model, ddp=True)
 
     def validate(epoch: int) -> dict[str, float]:

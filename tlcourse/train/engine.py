@@ -18,8 +18,9 @@ There are two kinds of step:
 * **manual**, ``step(batch, ctx) -> {...}``: for methods that drive several optimizers or write
   gradients themselves (GANs and ADDA alternate discriminator and generator updates; PCGrad and
   GradNorm build the gradient from per-task gradients). The step calls ``ctx.backward(loss)``
-  (loss scaling and accumulation handled) and ``ctx.step(optimizer)`` (gradient averaging,
-  unscaling, clipping, the update, zeroing), and may read ``ctx.loss_scale``.
+  (loss scaling and accumulation handled), ``ctx.step(optimizer)`` (gradient averaging,
+  unscaling, clipping, the update, zeroing) and ``ctx.zero_grad(optimizer)``, and may read
+  ``ctx.loss_scale``. The same update runs in a user's own loop with :class:`PlainContext`.
 
 Either way the step returns named scalar tensors: the engine averages each over the epoch
 (weighted by the batch's ``"batch_size"`` entry when the step gives one) and checks every entry
@@ -44,42 +45,26 @@ from torch import nn
 from tlcourse.checks import check_choice, check_int, check_positive
 from tlcourse.distributed import all_reduce_sum, average_gradients, convert_sync_batchnorm, rank, world_size
 from tlcourse.train.amp import amp_dtype, make_grad_scaler
+from tlcourse.train.context import PlainContext, StepContext
 from tlcourse.train.history import History, NonFiniteLossError
 from tlcourse.train.loaders import _quiet, to_device
 from tlcourse.train.state import load_state, rng_state, save_state, set_rng_state
 from tlcourse.utils import get_device
 
-__all__ = ["Engine", "StepContext"]
+__all__ = ["Engine", "StepContext", "PlainContext", "ENGINE_OPTIONS", "check_engine_options"]  # contexts: re-exported
+
+#: Keyword arguments every method loop passes through to its :class:`Engine`.
+ENGINE_OPTIONS = ("amp", "channels_last", "compile", "accumulate", "grad_clip", "sync_batchnorm", "checkpoint",
+                  "resume", "nan_check_every")
 
 
-class StepContext:
-    """What a manual step may ask of the engine (see the module docstring).
-
-    Attributes:
-        device, rank, world_size: where this process computes, and its place among the processes.
-        epoch, index: the current epoch and batch index (0-based).
-        boundary: whether this batch ends an accumulation window (optimizers step only then).
-    """
-
-    def __init__(self, engine: Engine, epoch: int, index: int, boundary: bool, divisor: int) -> None:
-        self._engine = engine
-        self.device, self.rank, self.world_size = engine.device, engine.rank, engine.world
-        self.epoch, self.index, self.boundary, self._divisor = epoch, index, boundary, divisor
-
-    @property
-    def loss_scale(self) -> torch.Tensor | float:
-        """What to multiply an objective by before back-propagating it yourself (fp16 scale / accumulation)."""
-        scale = self._engine.scaler.scale(torch.ones((), device=self.device)) if self._engine.scaler.is_enabled() else 1.0
-        return scale / self._divisor if self._divisor != 1 else scale
-
-    def backward(self, loss: torch.Tensor, retain_graph: bool = False) -> None:
-        """``loss.backward()`` with the fp16 loss scale and the accumulation divisor, outside autocast."""
-        self._engine._backward(loss, self._divisor, retain_graph)
-
-    def step(self, optimizer: torch.optim.Optimizer) -> None:
-        """Average gradients over processes, unscale, clip, update, zero (only at a boundary)."""
-        if self.boundary:
-            self._engine._optimizer_step(optimizer)
+def check_engine_options(options: Mapping[str, Any], allowed: Iterable[str] = ENGINE_OPTIONS) -> dict[str, Any]:
+    """``options`` if each is an engine option a method accepts; a clear ``TypeError`` otherwise."""
+    allowed = tuple(allowed)
+    unknown = [k for k in options if k not in allowed]
+    if unknown:
+        raise TypeError(f"unexpected keyword argument(s) {unknown}; the engine options are {list(allowed)}")
+    return dict(options)
 
 
 class Engine:
@@ -100,7 +85,8 @@ class Engine:
         sync_batchnorm: under ``torchrun``, batch-norm statistics over the global batch
             (:func:`~tlcourse.distributed.convert_sync_batchnorm`, in place).
         progress: show a ``tqdm.auto`` bar (default: yes unless ``CI``/``TLCOURSE_QUIET`` is set).
-        prefix: prepended to the names of the step's metrics in each record (``"train_"``).
+        rename: names for the step's metrics in each record (``{"loss": "train_loss"}``);
+            others keep the step's names.
         nan_check_every: check the losses every this many steps (default: every step on a CPU,
             every 50 elsewhere: a check makes the host wait for the device). Always at epoch end.
         checkpoint, resume: file saved atomically after every epoch (rank 0); with ``resume``
@@ -127,7 +113,7 @@ class Engine:
         sync_batchnorm: bool = False,
         progress: bool | None = None,
         desc: str = "train",
-        prefix: str = "",
+        rename: Mapping[str, str] | None = None,
         nan_check_every: int | None = None,
         checkpoint: str | os.PathLike | None = None,
         resume: bool = False,
@@ -152,7 +138,7 @@ class Engine:
         self.optimizers, self.schedulers = dict(optimizers), dict(schedulers or {})
         self.scheduler_interval, self.channels_last, self.compile = scheduler_interval, channels_last, compile
         self.show = ((not _quiet()) if progress is None else bool(progress)) and self.rank == 0
-        self.desc, self.prefix, self.state = desc, prefix, dict(state or {})
+        self.desc, self.rename, self.state = desc, dict(rename or {}), dict(state or {})
         every = nan_check_every or (1 if self.device.type == "cpu" else 50)
         self.nan_check_every = check_int("nan_check_every", every, minimum=1)
         self.checkpoint = Path(checkpoint) if checkpoint is not None else None
@@ -345,22 +331,27 @@ class Engine:
                             + [torch.tensor(float(count), device=self.device)])
         values = (all_reduce_sum(stats)[:-1] / stats[-1]).tolist()
         record: dict[str, float] = {"epoch": self.epoch + 1}
-        record.update({self.prefix + k: v for k, v in zip(keys, values)})
+        record.update({self.rename.get(k, k): v for k, v in zip(keys, values)})
         if trace:
             self._keep_trace(trace, history)
         if at_epoch_end is not None:
             record.update(at_epoch_end(self.epoch))
-        if self.optimizers:
-            record["lr"] = next(iter(self.optimizers.values())).param_groups[0]["lr"]
+        for name, opt in self.optimizers.items():  # "lr", or "lr_<name>" for each of several optimizers
+            record["lr" if len(self.optimizers) == 1 else f"lr_{name}"] = opt.param_groups[0]["lr"]
         history.records.append(record)
         return record
 
     def _keep_trace(self, trace: list[dict[str, Any]], history: History) -> None:
         names = list(trace[0]) if self.trace is True else list(self.trace)  # type: ignore[arg-type]
-        rows = torch.stack([torch.stack([torch.as_tensor(row[k], dtype=torch.float32, device=self.device)
-                                         for k in names]) for row in trace])
-        rows = all_reduce_sum(rows) / self.world
-        for name, column in zip(names, rows.T.tolist()):
+        columns = []
+        for name in names:
+            values = [row[name] for row in trace]
+            if all(isinstance(v, torch.Tensor) for v in values):
+                columns.append(torch.stack(values).float())
+            else:  # numbers (constant weights): one copy to the device for the whole column
+                columns.append(torch.tensor([float(v) for v in values], device=self.device))
+        rows = all_reduce_sum(torch.stack(columns)) / self.world
+        for name, column in zip(names, rows.tolist()):
             history.steps.setdefault(name, []).extend(column)
 
     def _progress_bar(self, total: int) -> Any:

@@ -142,12 +142,15 @@ def make_loader(
     collate_fn: Callable | None = None,
     drop_last: bool = False,
     even: bool = True,
+    generator: torch.Generator | None = None,
 ) -> DataLoader:
     """A DataLoader for ``data`` (returned unchanged if it already is one).
 
     ``batch_size`` is per process: the loader reads this process's slice of each global batch
     (:class:`ShardedSampler`). Pinned memory is used when copying to a GPU. ``even=False``
     (evaluation) keeps every example, even when the processes then get different counts.
+    Shuffling draws from ``generator`` when given (its stream simply continues from epoch to
+    epoch), else from a generator seeded with ``seed`` and reseeded every epoch.
     """
     if isinstance(data, DataLoader):
         return data
@@ -156,7 +159,10 @@ def make_loader(
     if len(data) == 0:  # type: ignore[arg-type]
         raise ValueError("data is empty: expected at least one example")
     check_int("batch_size", batch_size, minimum=1)
-    generator = torch.Generator().manual_seed(seed if seed is not None else torch.initial_seed() % 2**63)
+    if generator is None:
+        generator = torch.Generator().manual_seed(seed if seed is not None else torch.initial_seed() % 2**63)
+    else:
+        seed = None  # the caller's generator is never reseeded
     generator = generator if shuffle else None
     sampler = ShardedSampler(data, batch_size, shuffle=shuffle, seed=seed, generator=generator, even=even)
     return DataLoader(
@@ -199,19 +205,27 @@ class _GeneratorState:
 class PairedBatches(_GeneratorState):
     """One epoch over the source: this process's ``(source_batch, target_batch)`` slices.
 
-    The source is shuffled and cut into ``len(source) // (W·batch_size)`` full global batches;
-    target batches come from a shuffled pass over the target, restarted whenever it runs out
-    (book Section 6.3). All indices come from ``generator``, so steps that draw noise from the
-    same generator (:attr:`generator`) stay reproducible. ``target=None`` yields source batches only.
+    The source is shuffled and cut into global batches of ``W·batch_size`` (the last, incomplete
+    one dropped unless ``drop_last=False``); target batches come from a shuffled pass over the
+    target, restarted whenever it runs out (book Section 6.3). All indices come from
+    ``generator``, so steps that draw noise from it (:attr:`generator`) stay reproducible.
+    ``target=None`` yields ``(source_batch, None)``; ``transform`` is applied to each source batch
+    on the host (e.g. trimming padding).
     """
 
-    def __init__(self, source: Dataset, target: Dataset | None, batch_size: int, generator: torch.Generator) -> None:
+    def __init__(self, source: Dataset, target: Dataset | None, batch_size: int, generator: torch.Generator,
+                 drop_last: bool = True, transform: Callable[[Any], Any] | None = None) -> None:
         self.source, self.target, self.generator = source, target, generator
         self.batch_size = check_int("batch_size", batch_size, minimum=1)
         self.global_batch = self.batch_size * world_size()
+        self.drop_last, self.transform = drop_last, transform
 
     def __len__(self) -> int:
-        return max(1, len(self.source) // self.global_batch)  # type: ignore[arg-type]
+        n = len(self.source)  # type: ignore[arg-type]
+        if self.drop_last:
+            return max(1, n // self.global_batch)
+        full, rest = divmod(n, self.global_batch)
+        return full + (1 if rest >= world_size() or (rest and full == 0) else 0)  # every process needs a share
 
     def __iter__(self) -> Iterator[tuple[Any, Any]]:
         steps = len(self)
@@ -223,29 +237,38 @@ class PairedBatches(_GeneratorState):
         for i in range(steps):
             sl = slice(i * self.global_batch, (i + 1) * self.global_batch)
             source = fetch(self.source, rank_slice(perm_s[sl]))
-            target = fetch(self.target, rank_slice(perm_t[sl])) if perm_t is not None else None
+            if self.transform is not None:
+                source = self.transform(source)
+            target = fetch(self.target, rank_slice(perm_t[sl][: len(perm_s[sl])])) if perm_t is not None else None
             yield source, target
 
 
 class RandomBatches(_GeneratorState):
-    """``steps`` batches per epoch drawn with replacement, one batch per named dataset.
+    """Batches drawn with replacement, one per named dataset: ``steps`` per epoch, ``total`` in all.
 
     Each step draws ``W × sizes[name]`` indices per dataset from ``generator`` (in the order of
     ``datasets``) and yields this process's slices as ``{name: batch}``. This is how multi-task
-    learning samples a small task without running out of it.
+    learning samples a small task without running out of it. With ``total`` the last epoch
+    is cut short so that exactly ``total`` steps are drawn.
     """
 
     def __init__(self, datasets: Mapping[str, Dataset], sizes: Mapping[str, int], steps: int,
-                 generator: torch.Generator) -> None:
+                 generator: torch.Generator, total: int | None = None) -> None:
         self.datasets, self.sizes, self.generator = dict(datasets), dict(sizes), generator
         self.steps = check_int("steps", steps, minimum=1)
+        self.total, self.epoch = total, 0
+
+    def set_epoch(self, epoch: int) -> None:
+        self.epoch = epoch
 
     def __len__(self) -> int:
-        return self.steps
+        if self.total is None:
+            return self.steps
+        return max(0, min(self.steps, self.total - self.epoch * self.steps))
 
     def __iter__(self) -> Iterator[dict[str, Any]]:
         world = world_size()
-        for _ in range(self.steps):
+        for _ in range(len(self)):
             batch = {}
             for name, data in self.datasets.items():
                 index = torch.randint(len(data), (self.sizes[name] * world,), generator=self.generator)
