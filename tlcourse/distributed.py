@@ -27,6 +27,7 @@ there). Every helper is a no-op without a process group.
 from __future__ import annotations
 
 import os
+import warnings
 from collections.abc import Iterable
 
 import torch
@@ -92,15 +93,19 @@ def cleanup() -> None:
 
 
 def all_reduce_sum(tensor: torch.Tensor) -> torch.Tensor:
-    """Sum ``tensor`` over all processes, in place and on its own device (NCCL needs GPU tensors)."""
-    if world_size() > 1:
+    """Sum ``tensor`` over all processes, in place and on its own device (NCCL needs GPU tensors).
+
+    Inside a process group the collective runs even with one process, so a single-GPU run under
+    ``torchrun`` exercises the same path as a multi-GPU one.
+    """
+    if is_distributed():
         dist.all_reduce(tensor)
     return tensor
 
 
 def all_reduce_mean(tensor: torch.Tensor) -> torch.Tensor:
     """Mean of ``tensor`` over all processes (a new tensor; ``tensor`` itself without a group)."""
-    if world_size() == 1:
+    if not is_distributed():
         return tensor
     out = tensor.detach().clone()
     dist.all_reduce(out)
@@ -142,7 +147,9 @@ def gather_with_grad(x: torch.Tensor) -> torch.Tensor:
         return x
     from torch.distributed.nn.functional import all_gather
 
-    return torch.cat(all_gather(x), dim=0)
+    with warnings.catch_warnings():  # torch 2.9+ points to a private replacement; this one is public
+        warnings.filterwarnings("ignore", message=".*all_gather is deprecated", category=FutureWarning)
+        return torch.cat(all_gather(x), dim=0)
 
 
 def rank_slice(global_batch: torch.Tensor) -> torch.Tensor:

@@ -27,6 +27,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from tlcourse.checks import check_int, check_positive, check_tensor
+from tlcourse.distributed import all_reduce_sum, world_size
 from tlcourse.multimodal.tokenizer import WordTokenizer
 from tlcourse.utils import get_device
 
@@ -127,12 +128,14 @@ class Captioner(nn.Module):
             raise ValueError(f"images and tokens must have the same length, got {len(images)} and {len(tokens)}")
         return self.decode(self.memory(images), tokens)
 
-    def loss(self, images: torch.Tensor, tokens: torch.Tensor, word_dropout: float = 0.0) -> torch.Tensor:
+    def loss(self, images: torch.Tensor, tokens: torch.Tensor, word_dropout: float = 0.0,
+             reduction: str = "mean") -> torch.Tensor:
         """Mean next-word cross-entropy over real (non-padding) target positions.
 
         ``word_dropout`` replaces that fraction of the *input* words (never ``<bos>`` or padding)
         by ``<unk>`` (Bowman et al. 2016): the decoder must then look at the image instead of
-        guessing the next word from the previous ones alone.
+        guessing the next word from the previous ones alone. ``reduction="sum"`` returns the
+        sum over those positions instead of the mean.
         """
         inputs = tokens[:, :-1]
         if word_dropout > 0:
@@ -141,14 +144,18 @@ class Captioner(nn.Module):
             inputs = inputs.masked_fill(drop, self.unk_id)
         logits = self(images, inputs)
         targets = tokens[:, 1:].reshape(-1)
-        return F.cross_entropy(logits.reshape(-1, logits.shape[-1]), targets, ignore_index=self.pad_id)
+        return F.cross_entropy(logits.reshape(-1, logits.shape[-1]), targets, ignore_index=self.pad_id,
+                               reduction=reduction)
 
 
 class CaptionLoss(nn.Module):
     """``forward(images, tokens)`` is ``captioner.loss(images, tokens, word_dropout)``.
 
     The module the engine calls (and wraps in DDP or compiles), sharing every parameter with the
-    captioner.
+    captioner. Under ``torchrun`` the processes' batches hold different numbers of real tokens,
+    so each process returns its *sum* divided by the global token count (all-reduced) times the
+    number of processes: averaged over processes, as DDP does, that is the mean over every real
+    token of the global batch, exactly as one process would compute it.
     """
 
     def __init__(self, captioner: Captioner, word_dropout: float = 0.0) -> None:
@@ -156,7 +163,11 @@ class CaptionLoss(nn.Module):
         self.captioner, self.word_dropout = captioner, word_dropout
 
     def forward(self, images: torch.Tensor, tokens: torch.Tensor) -> torch.Tensor:
-        return self.captioner.loss(images, tokens, word_dropout=self.word_dropout)
+        if world_size() == 1:
+            return self.captioner.loss(images, tokens, word_dropout=self.word_dropout)
+        total = self.captioner.loss(images, tokens, word_dropout=self.word_dropout, reduction="sum")
+        count = all_reduce_sum((tokens[:, 1:] != self.captioner.pad_id).sum().float())
+        return total * world_size() / count
 
 
 def _trim_padding(pad_id: int) -> Any:

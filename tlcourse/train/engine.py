@@ -147,7 +147,7 @@ class Engine:
         self._ddp: list[nn.parallel.DistributedDataParallel] = []
         self._ddp_params: set[int] = set()
         self._bad = torch.zeros((), dtype=torch.bool, device=self.device)
-        self._stepped = False
+        self._stepped: set[int] = set()
 
     def prepare(self, module: nn.Module, *, ddp: bool = False) -> nn.Module:
         """``module`` as the step should call it: in ``DistributedDataParallel`` if ``ddp`` (under
@@ -274,15 +274,20 @@ class Engine:
         if self.grad_clip is not None:
             self.scaler.unscale_(optimizer)
             nn.utils.clip_grad_norm_([p for p in params if p.grad is not None], self.grad_clip)
+        if id(optimizer) in self._stepped:  # stepped twice in one batch (ADDA's d_steps): new scale first
+            self.scaler.update()
+            self._stepped.clear()
         self.scaler.step(optimizer)
         optimizer.zero_grad(set_to_none=True)
-        self._stepped = True
+        self._stepped.add(id(optimizer))
 
     def _after_update(self, boundary: bool) -> None:
         if self._stepped:
+            scale = self.scaler.get_scale() if self.scaler.is_enabled() else 1.0
             self.scaler.update()
-            self._stepped = False
-            if self.scheduler_interval == "step" and boundary:
+            self._stepped.clear()
+            skipped = self.scaler.is_enabled() and self.scaler.get_scale() < scale  # fp16 overflow: no update
+            if self.scheduler_interval == "step" and boundary and not skipped:
                 for scheduler in self.schedulers.values():
                     scheduler.step()
 
