@@ -45,7 +45,7 @@ class StepContext:
         self._engine._backward(loss, self._divisor, retain_graph)
 
     def step(self, optimizer: torch.optim.Optimizer) -> None:
-        """Average gradients over processes, unscale, clip, update, zero (only at a boundary)."""
+        """Average gradients over processes, unscale, clip and update (only at a boundary)."""
         if self.boundary:
             self._engine._optimizer_step(optimizer)
 

@@ -19,8 +19,8 @@ There are two kinds of step:
   gradients themselves (GANs and ADDA alternate discriminator and generator updates; PCGrad and
   GradNorm build the gradient from per-task gradients). The step calls ``ctx.backward(loss)``
   (loss scaling and accumulation handled), ``ctx.step(optimizer)`` (gradient averaging,
-  unscaling, clipping, the update, zeroing) and ``ctx.zero_grad(optimizer)``, and may read
-  ``ctx.loss_scale``. The same update runs in a user's own loop with :class:`PlainContext`.
+  unscaling, clipping, the update) and, before each backward, ``ctx.zero_grad(optimizer)``
+  for the gradients it accumulates into; it may read ``ctx.loss_scale``. The same update runs in a user's own loop with :class:`PlainContext`.
 
 Either way the step returns named scalar tensors: the engine averages each over the epoch
 (weighted by the batch's ``"batch_size"`` entry when the step gives one) and checks every entry
@@ -33,6 +33,7 @@ from __future__ import annotations
 
 import contextlib
 import copy
+import math
 import os
 import time
 from collections.abc import Callable, Iterable, Mapping
@@ -215,7 +216,7 @@ class Engine:
         n = len(loader) if hasattr(loader, "__len__") else None
         for i, batch in enumerate(loader):
             boundary, divisor = self._window(i, n)
-            if i % self.accumulate == 0:
+            if not manual and i % self.accumulate == 0:  # a manual step clears what it accumulates into
                 for opt in self.optimizers.values():
                     opt.zero_grad(set_to_none=True)
             batch = to_device(batch, self.device, self.channels_last)
@@ -226,7 +227,7 @@ class Engine:
                 self._after_update(boundary)
             metrics = {k: (v.detach().float() if isinstance(v, torch.Tensor) else float(v)) for k, v in out.items()}
             for k, v in metrics.items():
-                sums[k] = sums.get(k, 0.0) + v * weight
+                sums[k] = sums.get(k, 0.0) + (v if weight == 1 else v * weight)
             count += int(weight)
             if self.trace:
                 trace.append(metrics)
@@ -265,7 +266,7 @@ class Engine:
 
     def _backward(self, loss: torch.Tensor, divisor: int, retain_graph: bool = False) -> None:
         loss = loss / divisor if divisor != 1 else loss
-        with torch.autocast(self.device.type, enabled=False):
+        with torch.autocast(self.device.type, enabled=False) if self.dtype is not None else contextlib.nullcontext():
             self.scaler.scale(loss).backward(retain_graph=retain_graph)
 
     def _optimizer_step(self, optimizer: torch.optim.Optimizer) -> None:
@@ -278,7 +279,6 @@ class Engine:
             self.scaler.update()
             self._stepped.clear()
         self.scaler.step(optimizer)
-        optimizer.zero_grad(set_to_none=True)
         self._stepped.add(id(optimizer))
 
     def _after_update(self, boundary: bool) -> None:
@@ -304,11 +304,18 @@ class Engine:
         return torch.autocast(device_type=self.device.type, dtype=self.dtype)
 
     def _check_finite(self, out: Mapping[str, Any], i: int, n: int | None, force: bool = False) -> None:
-        """Flag a non-finite loss on the device; look at the flag only every few steps."""
-        losses = [v for k, v in out.items() if "loss" in k and isinstance(v, torch.Tensor)]
-        if losses:
-            bad = torch.stack([~torch.isfinite(v.detach()).all() for v in losses]).any()
-            self._bad = self._bad | bad
+        """Flag a non-finite loss on the device; look at the flag only every few steps.
+
+        On a CPU, where reading a value costs nothing, every step's losses are read directly.
+        """
+        losses = [v.detach() for k, v in out.items() if "loss" in k and isinstance(v, torch.Tensor)]
+        if self.nan_check_every == 1 and self.device.type == "cpu":
+            if all(math.isfinite(float(v)) if v.numel() == 1 else bool(torch.isfinite(v).all()) for v in losses):
+                return
+            self._bad = torch.ones((), dtype=torch.bool)
+        elif losses:
+            total = sum(v if v.numel() == 1 else v.sum() for v in losses)  # NaN and inf survive a sum
+            self._bad = self._bad | ~torch.isfinite(total).reshape(())
         due = force or (i + 1) % self.nan_check_every == 0 or (n is not None and i + 1 == n)
         if due and bool(self._bad):
             bad_names = [k for k, v in out.items() if "loss" in k and isinstance(v, torch.Tensor)
