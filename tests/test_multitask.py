@@ -419,5 +419,7 @@ def test_fit_multitask_stops_on_a_nan_loss_and_weightings_do_not_wait_for_the_de
         fit_multitask(model, sets, "pcgrad", steps=4, batch_size=8, steps_per_epoch=2)
     # the weightings themselves accept any value: checking it would make the host wait
     losses = toy_losses(toy_model())
-    weights = make_weighting("uncertainty", TASKS).backward({"a": losses["a"] * float("nan"), "b": losses["b"]})
+    weights = make_weighting("uncertainty", TASKS).backward({"a": losses["a"] * float("nan"), "b": losses["b"]},
+                                                            as_tensors=True)
     assert set(weights) == set(TASKS) and all(isinstance(w, torch.Tensor) for w in weights.values())
+    assert all(isinstance(w, float) for w in make_weighting("dwa", TASKS).backward(toy_losses(toy_model())).values())

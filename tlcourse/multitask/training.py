@@ -130,7 +130,8 @@ def multitask_step(net: Any, weighting: Weighting, optimizer: torch.optim.Optimi
             log.steps.append(index)  # cosines of the global batch's task gradients, before the update
             log.matrices.append(cosine_matrix(all_reduce_mean(task_gradients(losses, get_shared()))).detach())
         ctx.zero_grad(optimizer)
-        weights = weighting.backward(losses, shared_parameters=get_shared(), loss_scale=ctx.loss_scale)
+        weights = weighting.backward(losses, shared_parameters=get_shared(), loss_scale=ctx.loss_scale,
+                                     as_tensors=True)
         ctx.step(optimizer)
         out: dict[str, Any] = {f"loss/{t}": losses[t].detach() for t in tasks}
         out.update({f"weight/{t}": weights[t] for t in tasks})

@@ -27,6 +27,11 @@ from tlcourse.multitask.model import _check_task_names
 LossScale = float | torch.Tensor
 
 
+def _output(weights: dict[str, float | torch.Tensor], as_tensors: bool) -> dict[str, float | torch.Tensor]:
+    """The weights a ``backward`` returns: as they are, or as floats (which reads the device)."""
+    return weights if as_tensors else {task: float(w) for task, w in weights.items()}
+
+
 def _scaled(values: Sequence[torch.Tensor], loss_scale: LossScale) -> list[torch.Tensor]:
     """``values`` times ``loss_scale`` (left alone for the plain scale 1.0)."""
     if isinstance(loss_scale, float) and loss_scale == 1.0:
@@ -50,10 +55,11 @@ __all__ = [
 class Weighting(nn.Module):
     """Base class of all weightings: ``backward(losses, shared_parameters=None, loss_scale=1.0) -> weights``.
 
-    ``backward`` fills ``.grad`` and returns the weights it used, as numbers or 0-d tensors on the
-    losses' device (``float(w)`` reads one; nothing waits for the device). ``loss_scale`` (the
-    mixed-precision loss scale, or ``1/k`` to accumulate ``k`` batches) multiplies everything
-    back-propagated, exactly as ``(loss_scale · L).backward()`` would. Under ``torchrun`` the
+    ``backward`` fills ``.grad`` and returns the weights it used, as floats; with
+    ``as_tensors=True`` as numbers or 0-d tensors on the losses' device, which a training loop
+    can keep without waiting for the device. ``loss_scale`` (the mixed-precision loss scale, or
+    ``1/k`` to accumulate ``k`` batches) multiplies everything back-propagated, exactly as
+    ``(loss_scale · L).backward()`` would. Under ``torchrun`` the
     training loop averages the gradients over processes afterwards; weightings that need more
     say what they all-reduce.
 
@@ -93,6 +99,7 @@ class Weighting(nn.Module):
         losses: Mapping[str, torch.Tensor],
         shared_parameters: Iterable[torch.Tensor] | None = None,
         loss_scale: LossScale = 1.0,
+        as_tensors: bool = False,
     ) -> dict[str, float | torch.Tensor]:
         """Back-propagate the multi-task objective into ``.grad``; return the weights used."""
         raise NotImplementedError
@@ -121,11 +128,12 @@ class LossWeighting(Weighting):
         losses: Mapping[str, torch.Tensor],
         shared_parameters: Iterable[torch.Tensor] | None = None,
         loss_scale: LossScale = 1.0,
+        as_tensors: bool = False,
     ) -> dict[str, float | torch.Tensor]:
         weights = dict(zip(self.tasks, self.current_weights()))
         (total,) = _scaled([self.combine(losses)], loss_scale)
         total.backward()
-        return weights
+        return _output(weights, as_tensors)
 
 
 class EqualWeighting(LossWeighting):
@@ -296,6 +304,7 @@ class GradNorm(Weighting):
         losses: Mapping[str, torch.Tensor],
         shared_parameters: Iterable[torch.Tensor] | None = None,
         loss_scale: LossScale = 1.0,
+        as_tensors: bool = False,
     ) -> dict[str, float | torch.Tensor]:
         """Update the weights' gradient (Eq. 5.4), then back-propagate ``Σ_k w_k L_k``.
 
@@ -330,7 +339,7 @@ class GradNorm(Weighting):
         total = sum(wk * v for wk, v in zip(weights.to(values[0].device), values))
         _scaled([total], loss_scale)[0].backward()
         self.last_grad_norms = dict(zip(self.tasks, g.detach().unbind()))
-        return dict(zip(self.tasks, weights.unbind()))
+        return _output(dict(zip(self.tasks, weights.unbind())), as_tensors)
 
     def extra_repr(self) -> str:
         return f"tasks={list(self.tasks)}, alpha={self.alpha}"
@@ -365,6 +374,7 @@ class PCGrad(Weighting):
         losses: Mapping[str, torch.Tensor],
         shared_parameters: Iterable[torch.Tensor] | None = None,
         loss_scale: LossScale = 1.0,
+        as_tensors: bool = False,
     ) -> dict[str, float | torch.Tensor]:
         """Project the task gradients (Eq. 5.5), write their sum into the shared ``.grad``.
 
