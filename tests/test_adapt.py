@@ -502,3 +502,56 @@ def test_gan_1d_learns_a_gaussian() -> None:
     assert len(history.steps["loss_d"]) == 400 and len(history) == 4  # 4 epochs of 100 steps
     with pytest.raises(ValueError):
         train_gan_1d(torch.randn(10, 2))
+
+
+# ---------------------------------------------------------------- the loops' contracts
+class _TimmStyle(nn.Module):
+    """A model that exposes features and logits as methods, as timm models do."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.body = nn.Sequential(nn.Flatten(), nn.Linear(3 * 28 * 28, 8), nn.ReLU())
+        self.fc = nn.Linear(8, 2)
+
+    def forward_features(self, x: torch.Tensor) -> torch.Tensor:
+        return self.body(x)
+
+    def forward_head(self, f: torch.Tensor) -> torch.Tensor:
+        return self.fc(f)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.forward_head(self.forward_features(x))
+
+
+class _LogitAwareLoss(nn.Module):
+    """A CDAN-like transfer loss: it asks for the classifier's predictions too."""
+
+    uses_logits = True
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.calls: list[tuple[int, ...]] = []
+
+    def forward(self, f_s, f_t, logits_s, logits_t):
+        self.calls.append((f_s.shape[1], logits_s.shape[1], logits_t.shape[0]))
+        return (f_s.mean(0) - f_t.mean(0)).pow(2).sum() + (logits_s.softmax(1).mean(0) - logits_t.softmax(1).mean(0)).pow(2).sum()
+
+
+def test_adaptation_takes_timm_style_models_and_logit_aware_losses() -> None:
+    xs, ys, xt = _toy_domains(32)
+    model, loss = _TimmStyle(), _LogitAwareLoss()
+    history = train_adaptation(model, (xs, ys), xt, loss, epochs=2, batch_size=16, seed=0)
+    assert len(history) == 2 and loss.calls == [(8, 2, 16)] * 4
+    assert history["transfer_loss"][-1] >= 0.0
+    with pytest.raises(TypeError, match="forward_features"):
+        train_adaptation(nn.Linear(2, 2), (xs, ys), xt, loss, epochs=1)
+
+
+def test_adaptation_accepts_dataloaders_and_datasets_alike() -> None:
+    xs, ys, xt = _toy_domains(32)
+    source = torch.utils.data.DataLoader(torch.utils.data.TensorDataset(xs, ys), batch_size=16, shuffle=True,
+                                         generator=torch.Generator().manual_seed(0))
+    history = train_adaptation(LeNet(2, feature_dim=8), source, xt, MMDLoss(), epochs=2, seed=0)
+    assert len(history) == 2 and np.isfinite(history.last["loss"])
+    adda = train_adda(LeNet(2, feature_dim=8), source, xt, epochs=1, seed=0)
+    assert isinstance(adda.target_model, LeNet)

@@ -36,7 +36,7 @@ from tlcourse.adapt.nets import DomainDiscriminator
 from tlcourse.checks import check_feature_pair, check_int, check_positive
 from tlcourse.train import Engine, History
 from tlcourse.train.engine import PlainContext, check_engine_options
-from tlcourse.train.loaders import PairedBatches, as_dataset
+from tlcourse.train.loaders import as_dataset, paired_loader
 from tlcourse.utils import get_device
 
 __all__ = ["adda_discriminator_loss", "adda_update", "adda_step", "train_adda"]
@@ -193,7 +193,7 @@ def train_adda(
         return callback(epoch + 1, target_model) if callback is not None else {}
 
     try:
-        history = engine.run(PairedBatches(source, target, batch_size, gen), step, epochs=epochs, manual=True,
+        history = engine.run(paired_loader(source, target, batch_size, gen), step, epochs=epochs, manual=True,
                              at_epoch_end=at_epoch_end)
     finally:
         undo()

@@ -46,7 +46,7 @@ from tlcourse.train import Engine, History
 from tlcourse.train.classification import check_class_labels
 from tlcourse.train.engine import check_engine_options
 from tlcourse.train.features import extract_features
-from tlcourse.train.loaders import PairedBatches, as_dataset, fetch
+from tlcourse.train.loaders import as_dataset, fetch, paired_loader
 
 __all__ = [
     "feature_parts",
@@ -310,7 +310,7 @@ def train_adaptation(
     gen = torch.Generator().manual_seed(seed if seed is not None else int(torch.initial_seed() % 2**63))
     if seed is not None:
         torch.manual_seed(seed)
-    loader = PairedBatches(source, target, batch_size, gen)
+    loader = paired_loader(source, target, batch_size, gen)
     modules = {"model": model} if transfer_loss is None else {"model": model, "transfer_loss": transfer_loss}
     if transfer_loss is not None and hasattr(transfer_loss, "max_steps") and transfer_loss.max_steps is None:
         transfer_loss.max_steps = epochs * len(loader)  # λ schedule spans the whole run

@@ -38,7 +38,7 @@ from tlcourse.checks import check_int, check_non_negative, check_positive, check
 from tlcourse.distributed import gather_with_grad, rank_slice
 from tlcourse.train import Engine, History
 from tlcourse.train.engine import PlainContext, check_engine_options
-from tlcourse.train.loaders import PairedBatches, as_dataset
+from tlcourse.train.loaders import as_dataset, paired_loader
 
 __all__ = ["PixelGenerator", "ImageDiscriminator", "pixel_da_update", "pixel_da_step", "train_pixel_da", "translate"]
 
@@ -293,7 +293,7 @@ def train_pixel_da(
                                                                 "nan_check_every")])
     source, target = as_dataset("source", source), as_dataset("target", target, labelled=False)
     gen = torch.Generator().manual_seed(seed if seed is not None else int(torch.initial_seed() % 2**63))
-    loader = PairedBatches(source, target, batch_size, gen)
+    loader = paired_loader(source, target, batch_size, gen)
     g_params = list(generator.parameters()) + list(classifier.parameters())
     g_params += _feature_loss_setup(feature_loss, classifier, epochs * len(loader))
     opt_g = torch.optim.Adam(g_params, lr=lr, betas=(0.5, 0.999))

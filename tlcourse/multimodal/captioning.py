@@ -207,7 +207,7 @@ def fit_captioner(
     """
     from tlcourse.train import Engine
     from tlcourse.train.engine import check_engine_options
-    from tlcourse.train.loaders import PairedBatches, as_dataset
+    from tlcourse.train.loaders import as_dataset, paired_loader
 
     if not isinstance(model, Captioner):
         raise TypeError(f"model must be a Captioner, got {type(model).__name__}")
@@ -225,7 +225,7 @@ def fit_captioner(
     options = check_engine_options(engine_options, [k for k in ("amp", "channels_last", "compile", "accumulate",
                                                                 "grad_clip", "checkpoint", "resume",
                                                                 "nan_check_every")])
-    loader = PairedBatches(pairs, None, batch_size, torch.Generator().manual_seed(seed), drop_last=False,
+    loader = paired_loader(pairs, None, batch_size, torch.Generator().manual_seed(seed), drop_last=False,
                            transform=_trim_padding(model.pad_id))
     opt = torch.optim.AdamW([p for p in model.parameters() if p.requires_grad], lr=lr, weight_decay=weight_decay)
     sched = torch.optim.lr_scheduler.OneCycleLR(opt, max_lr=lr, total_steps=epochs * len(loader), pct_start=0.15)

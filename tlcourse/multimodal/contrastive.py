@@ -229,7 +229,7 @@ def fit_dual_encoder(
     """
     from tlcourse.train import Engine
     from tlcourse.train.engine import check_engine_options
-    from tlcourse.train.loaders import PairedBatches, as_dataset
+    from tlcourse.train.loaders import as_dataset, paired_loader
 
     if not isinstance(model, DualEncoder):
         raise TypeError(f"model must be a DualEncoder, got {type(model).__name__}")
@@ -247,7 +247,7 @@ def fit_dual_encoder(
     options = check_engine_options(engine_options, [k for k in ("amp", "channels_last", "compile", "grad_clip",
                                                                 "sync_batchnorm", "checkpoint", "resume",
                                                                 "nan_check_every")])
-    loader = PairedBatches(pairs, None, batch_size, torch.Generator().manual_seed(seed))
+    loader = paired_loader(pairs, None, batch_size, torch.Generator().manual_seed(seed))
     opt = torch.optim.AdamW([p for p in model.parameters() if p.requires_grad], lr=lr, weight_decay=weight_decay)
     sched = torch.optim.lr_scheduler.OneCycleLR(opt, max_lr=lr, total_steps=epochs * len(loader), pct_start=0.15)
     engine = Engine({"model": model}, {"optimizer": opt}, schedulers={"one_cycle": sched}, scheduler_interval="step",

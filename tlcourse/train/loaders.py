@@ -35,6 +35,8 @@ __all__ = [
     "make_loader",
     "ShardedSampler",
     "PairedBatches",
+    "ZippedLoaders",
+    "paired_loader",
     "RandomBatches",
     "fetch",
     "to_device",
@@ -241,6 +243,58 @@ class PairedBatches(_GeneratorState):
                 source = self.transform(source)
             target = fetch(self.target, rank_slice(perm_t[sl][: len(perm_s[sl])])) if perm_t is not None else None
             yield source, target
+
+
+class ZippedLoaders:
+    """Batches of a caller's ``DataLoader`` for the source, each paired with a target batch.
+
+    The target (a ``DataLoader``, or a dataset read in shuffled batches of the same size drawn
+    from ``generator``) restarts whenever it runs out. The loaders are used as they are: under
+    ``torchrun`` give them a ``DistributedSampler``. ``target=None`` yields ``(batch, None)``.
+    """
+
+    def __init__(self, source: DataLoader, target: Dataset | DataLoader | None, generator: torch.Generator) -> None:
+        self.source, self.generator = source, generator
+        if target is not None and not isinstance(target, DataLoader):
+            target = DataLoader(target, batch_size=source.batch_size or 1, shuffle=True, generator=generator)
+        self.target = target
+
+    def __len__(self) -> int:
+        return len(self.source)
+
+    def set_epoch(self, epoch: int) -> None:
+        for loader in (self.source, self.target):
+            if loader is not None and hasattr(loader.sampler, "set_epoch"):
+                loader.sampler.set_epoch(epoch)
+
+    def __iter__(self) -> Iterator[tuple[Any, Any]]:
+        targets = iter(self.target) if self.target is not None else None
+        for batch in self.source:
+            if targets is None:
+                yield batch, None
+                continue
+            try:
+                target = next(targets)
+            except StopIteration:
+                targets = iter(self.target)
+                target = next(targets)
+            yield batch, target
+
+    def state_dict(self) -> dict[str, Any]:
+        return {"generator": self.generator.get_state()}
+
+    def load_state_dict(self, state: Mapping[str, Any]) -> None:
+        self.generator.set_state(state["generator"])
+
+
+def paired_loader(source: Dataset | DataLoader, target: Dataset | DataLoader | None, batch_size: int,
+                  generator: torch.Generator, **options: Any) -> PairedBatches | ZippedLoaders:
+    """:class:`PairedBatches` for datasets, :class:`ZippedLoaders` when the source is a ``DataLoader``."""
+    if isinstance(source, DataLoader):
+        return ZippedLoaders(source, target, generator)
+    if isinstance(target, DataLoader):
+        raise TypeError("target may be a DataLoader only when source is one too (pass the target dataset instead)")
+    return PairedBatches(source, target, batch_size, generator, **options)
 
 
 class RandomBatches(_GeneratorState):
