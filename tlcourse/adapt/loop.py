@@ -213,7 +213,7 @@ def adaptation_step(
     optimizer.zero_grad(set_to_none=True)
     loss.backward()
     optimizer.step()
-    return {k: float(v) for k, v in out.items()}
+    return {k: float(v.detach()) if isinstance(v, torch.Tensor) else float(v) for k, v in out.items()}
 
 
 def _adaptation_data(source: Any, target: Any, needs_target: bool) -> tuple[Any, Any]:
