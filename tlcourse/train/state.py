@@ -1,7 +1,7 @@
 """Training state in one safetensors file: enough to resume a run bitwise.
 
 A run's state is a nest of dicts, lists and tuples whose leaves are tensors, numbers, strings,
-``None`` and ``torch.Generator`` states: module ``state_dict()``s, optimizer, scheduler and
+``None`` and ``torch.Generator`` states: the modules' ``state_dict()``, the optimizer, scheduler and
 grad-scaler states, random-number-generator states, the data order, method state (DANN's step
 counter, DWA's loss history, GradNorm's initial losses), the history so far. :func:`save_state`
 stores every tensor under a path-like key and the rest as JSON in the file's metadata, written
