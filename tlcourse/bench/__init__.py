@@ -36,6 +36,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import platform
 import statistics
 import time
@@ -135,6 +136,14 @@ def _print_methods(rows: list[dict[str, Any]]) -> None:
               f"{r['same_result']}")
 
 
+def _load_average() -> float | None:
+    """The machine's 1-minute load average (None where the OS does not report it)."""
+    try:
+        return round(os.getloadavg()[0], 2)
+    except (AttributeError, OSError):
+        return None
+
+
 def main(argv: list[str] | None = None) -> dict[str, Any]:
     parser = argparse.ArgumentParser(prog="python -m tlcourse.bench", description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -147,7 +156,11 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     args = parser.parse_args(argv)
     report: dict[str, Any] = {"torch": torch.__version__, "python": platform.python_version(),
                               "machine": platform.machine(), "threads": torch.get_num_threads()}
+    report["load_average_before"] = _load_average()
     report["engine_vs_bare"] = bench_methods(args.quick, args.repeats, args.device, args.only)
+    report["load_average_after"] = _load_average()
+    print(f"torch {report['torch']}, {report['threads']} threads; load average before/after: "
+          f"{report['load_average_before']} / {report['load_average_after']} (other work makes timings noisy)")
     report["data_builders_s"] = bench_data_builders()
     times = Path("_build/notebook_times.json")
     if times.exists():

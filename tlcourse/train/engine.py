@@ -149,6 +149,8 @@ class Engine:
         self._ddp_params: set[int] = set()
         self._bad = torch.zeros((), dtype=torch.bool, device=self.device)
         self._stepped: set[int] = set()
+        # CPU batches are used as they are (a no-op copy per tensor is not free for tiny steps)
+        self._move_batches = self.device.type != "cpu" or channels_last
 
     def prepare(self, module: nn.Module, *, ddp: bool = False) -> nn.Module:
         """``module`` as the step should call it: in ``DistributedDataParallel`` if ``ddp`` (under
@@ -219,13 +221,14 @@ class Engine:
             if not manual and i % self.accumulate == 0:  # a manual step clears what it accumulates into
                 for opt in self.optimizers.values():
                     opt.zero_grad(set_to_none=True)
-            batch = to_device(batch, self.device, self.channels_last)
+            if self._move_batches:
+                batch = to_device(batch, self.device, self.channels_last)
             out = dict(self._manual_step(step, batch, i, boundary, divisor) if manual
                        else self._automatic_step(step, batch, i, boundary, divisor, n))
             weight = out.pop("batch_size", 1)
             if manual or boundary:
                 self._after_update(boundary)
-            metrics = {k: (v.detach().float() if isinstance(v, torch.Tensor) else float(v)) for k, v in out.items()}
+            metrics = {k: _metric(v) for k, v in out.items()}
             for k, v in metrics.items():
                 sums[k] = sums.get(k, 0.0) + (v if weight == 1 else v * weight)
             count += int(weight)
@@ -240,6 +243,8 @@ class Engine:
 
     def _window(self, i: int, n: int | None) -> tuple[bool, int]:
         """Whether batch ``i`` ends an accumulation window, and the window's size."""
+        if self.accumulate == 1:
+            return True, 1
         start = i - i % self.accumulate
         size = self.accumulate if n is None else min(self.accumulate, n - start)
         return (i + 1) % self.accumulate == 0 or (n is not None and i + 1 == n), size
@@ -308,13 +313,13 @@ class Engine:
 
         On a CPU, where reading a value costs nothing, every step's losses are read directly.
         """
-        losses = [v.detach() for k, v in out.items() if "loss" in k and isinstance(v, torch.Tensor)]
+        losses = [v for k, v in out.items() if "loss" in k and isinstance(v, torch.Tensor)]
         if self.nan_check_every == 1 and self.device.type == "cpu":
-            if all(math.isfinite(float(v)) if v.numel() == 1 else bool(torch.isfinite(v).all()) for v in losses):
+            if all(math.isfinite(v.item()) if v.numel() == 1 else bool(torch.isfinite(v).all()) for v in losses):
                 return
             self._bad = torch.ones((), dtype=torch.bool)
         elif losses:
-            total = sum(v if v.numel() == 1 else v.sum() for v in losses)  # NaN and inf survive a sum
+            total = sum(v.detach() if v.numel() == 1 else v.detach().sum() for v in losses)  # NaN/inf survive a sum
             self._bad = self._bad | ~torch.isfinite(total).reshape(())
         due = force or (i + 1) % self.nan_check_every == 0 or (n is not None and i + 1 == n)
         if due and bool(self._bad):
@@ -416,6 +421,15 @@ class Engine:
         best.state = state["best"]
         set_rng_state(state["rng"])
         return int(state["epoch"])
+
+
+def _metric(value: Any) -> torch.Tensor | float:
+    """A step's metric as the engine keeps it: a float32 tensor out of the graph, or a float."""
+    if not isinstance(value, torch.Tensor):
+        return float(value)
+    if value.requires_grad:
+        value = value.detach()
+    return value if value.dtype == torch.float32 else value.float()
 
 
 class _Best:
