@@ -26,6 +26,11 @@ def test_measure_pair_reports_medians_and_spread():
         bench.bench_methods(only=["sgd"])
 
 
+def test_engine_bookkeeping_is_a_small_fraction_of_a_step():
+    # a 1-D GAN step, the smallest step of the course, costs a few milliseconds on a CPU
+    assert 0 < bench.bench_engine_overhead(steps=300, repeats=3) < 1000
+
+
 def test_data_builders_are_fast_enough():
     r = bench.bench_data_builders()
     assert r["make_mnistm (5,000 images)"] < 5.0  # vectorised: well under a second on an idle laptop core

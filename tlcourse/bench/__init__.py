@@ -5,10 +5,12 @@
    the captioner; :mod:`tlcourse.bench.methods`): steps/s of the package's loop, which runs on
    :class:`~tlcourse.train.engine.Engine`, and of a bare hand-written loop of the same method on
    the same model, batches and optimizer. The goal is a ratio of at least 0.97 for each.
-2. Time of each offline data builder (cold, caches cleared).
-3. Notebook times and peak memory, read from ``_build/notebook_times.json`` written by
+2. The engine's own bookkeeping per step, around a step that does nothing
+   (:func:`bench_engine_overhead`): a bound on its overhead that the machine's noise cannot blur.
+3. Time of each offline data builder (cold, caches cleared).
+4. Notebook times and peak memory, read from ``_build/notebook_times.json`` written by
    ``scripts/run_notebooks.py`` (``make test``), when present.
-4. With a CUDA device (:mod:`tlcourse.bench.gpu`), through the engine: ResNet-18 training
+5. With a CUDA device (:mod:`tlcourse.bench.gpu`), through the engine: ResNet-18 training
    images/s in fp32 vs bf16 autocast with channels-last (and ``torch.compile`` with
    ``--compile``), and MiniLM fine-tuning tokens/s.
 
@@ -49,7 +51,7 @@ from tlcourse.bench.gpu import bench_gpu
 from tlcourse.bench.methods import PAIRS, Pair, make_pairs
 from tlcourse.utils import get_device
 
-__all__ = ["bench_methods", "measure_pair", "bench_data_builders", "bench_gpu", "main"]
+__all__ = ["bench_methods", "measure_pair", "bench_engine_overhead", "bench_data_builders", "bench_gpu", "main"]
 
 
 def _timed(pair: Pair, arm: str) -> tuple[float, float, dict[str, Any]]:
@@ -101,6 +103,34 @@ def bench_methods(quick: bool = True, repeats: int = 5, device: str | None = Non
         if unknown:
             raise ValueError(f"only must name methods among {list(PAIRS)}, got {unknown}")
     return [measure_pair(p, repeats) for p in make_pairs(quick, get_device(device), only)]
+
+
+def bench_engine_overhead(steps: int = 2000, repeats: int = 5) -> float:
+    """Microseconds the engine spends per step around a step that does nothing (median of ``repeats``).
+
+    This is the engine's own bookkeeping (running the step in its contexts, the metrics, the loss
+    check, the progress counter); every method's step costs it on top of its own arithmetic (the
+    backward pass and optimizer steps, which a bare loop does too), so it bounds the engine's
+    overhead on any method, whatever the noise of the machine.
+    """
+    from tlcourse.train import Engine
+
+    model = torch.nn.Linear(2, 1)
+    batches = [(torch.zeros(4, 2), torch.zeros(4))] * steps
+    values = {"loss": torch.tensor(0.5), "accuracy": torch.tensor(0.25)}
+
+    def step(batch: Any, ctx: Any) -> dict[str, Any]:
+        return dict(values)
+
+    engine = Engine({"model": model}, {"opt": torch.optim.SGD(model.parameters(), lr=0.0)}, progress=False,
+                    device="cpu")
+    engine.run(batches[:100], step, epochs=1, manual=True)  # warm-up
+    times = []
+    for _ in range(repeats):
+        start = time.perf_counter()
+        engine.run(batches, step, epochs=1, manual=True)
+        times.append(time.perf_counter() - start)
+    return round(1e6 * statistics.median(times) / steps, 1)
 
 
 def bench_data_builders() -> dict[str, float]:
@@ -158,6 +188,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
                               "machine": platform.machine(), "threads": torch.get_num_threads()}
     report["load_average_before"] = _load_average()
     report["engine_vs_bare"] = bench_methods(args.quick, args.repeats, args.device, args.only)
+    report["engine_bookkeeping_us_per_step"] = bench_engine_overhead()
     report["load_average_after"] = _load_average()
     print(f"torch {report['torch']}, {report['threads']} threads; load average before/after: "
           f"{report['load_average_before']} / {report['load_average_after']} (other work makes timings noisy)")
@@ -168,6 +199,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     if get_device(args.device).type == "cuda":
         report["gpu"] = bench_gpu(args.device or "cuda", steps=10 if args.quick else 30, compile=args.compile)
     _print_methods(report["engine_vs_bare"])
+    print(f"engine bookkeeping around an empty step: {report['engine_bookkeeping_us_per_step']} µs per step")
     for name, seconds in report["data_builders_s"].items():
         print(f"{name:42s} {seconds:7.3f} s")
     if "notebooks" in report:
