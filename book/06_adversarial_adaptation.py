@@ -493,12 +493,12 @@ def feature_pair(source_net, target_net):
     """Backbone features of held-out source and target images, each with its own domain's BN statistics."""
     s_net = adapt_batchnorm(source_net, source.train.images[:1000])
     t_net = adapt_batchnorm(target_net, adabn_images)
-    return extract_features(s_net, source.test.images), extract_features(t_net, xs_test_t)
+    return extract_features(s_net.backbone, source.test.images)[0], extract_features(t_net.backbone, xs_test_t)[0]
 
 
 pairs = {
-    "source-only": (extract_features(source_models[0], source.test.images),
-                    extract_features(source_models[0], xs_test_t)),
+    "source-only": (extract_features(source_models[0].backbone, source.test.images)[0],
+                    extract_features(source_models[0].backbone, xs_test_t)[0]),
     "source-only + AdaBN": feature_pair(source_models[0], source_models[0]),
     "DANN": feature_pair(dann_model, dann_model),
     "ADDA": feature_pair(source_models[0], adda_model),

@@ -24,6 +24,7 @@ __all__ = [
     "check_labels",
     "check_same_length",
     "check_not_empty",
+    "check_feature_pair",
 ]
 
 
@@ -138,3 +139,13 @@ def check_not_empty(name: str, value: Any) -> Any:
     if len(value) == 0:
         raise ValueError(f"{name} is empty: expected at least one example")
     return value
+
+
+def check_feature_pair(f_s: Any, f_t: Any) -> None:
+    """Source and target features must be non-empty 2-D float tensors with the same width."""
+    check_tensor("f_s", f_s, ndim=2, dtype="float")
+    check_tensor("f_t", f_t, ndim=2, dtype="float")
+    if len(f_s) == 0 or len(f_t) == 0:
+        raise ValueError(f"f_s and f_t must be non-empty batches, got {len(f_s)} and {len(f_t)} rows")
+    if f_s.shape[1] != f_t.shape[1]:
+        raise ValueError(f"f_s and f_t must have the same feature dimension, got {f_s.shape[1]} and {f_t.shape[1]}")

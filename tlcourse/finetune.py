@@ -10,6 +10,9 @@ All work on any ``nn.Module`` whose parts are reachable by name (``"backbone.lay
 * Discriminative rates (Howard & Ruder 2018): lower rates for lower layers, Eq. (2.9).
 * Gradual unfreezing (Howard & Ruder 2018): unfreeze one stage per phase, top first.
 * L2-SP (Li et al. 2018): pull weights toward the pretrained ones instead of zero, Eq. (2.8).
+
+``count_parameters`` (from :mod:`tlcourse.utils`) and ``extract_features`` (from
+:mod:`tlcourse.train.features`) are re-exported here, where fine-tuning code looks for them.
 """
 
 from __future__ import annotations
@@ -23,8 +26,9 @@ from torch import nn
 from torch.utils.data import DataLoader, Dataset
 
 from tlcourse.checks import check_int, check_non_negative, check_positive
-from tlcourse.train import History, fit, make_loader
-from tlcourse.utils import get_device
+from tlcourse.train import History, fit
+from tlcourse.train.features import extract_features
+from tlcourse.utils import count_parameters
 
 __all__ = [
     "STAGES",
@@ -42,11 +46,6 @@ __all__ = [
 STAGES: tuple[str, ...] = ("backbone.stem", "backbone.layer1", "backbone.layer2", "backbone.layer3", "head")
 
 _BN_HOOK = "_tlcourse_frozen_bn_hook"
-
-
-def count_parameters(model: nn.Module, trainable_only: bool = False) -> int:
-    """Number of (trainable) parameters of ``model``."""
-    return sum(p.numel() for p in model.parameters() if p.requires_grad or not trainable_only)
 
 
 def _get(model: nn.Module, name: str) -> nn.Module:
@@ -206,31 +205,3 @@ class L2SPLoss(nn.Module):
 
     def forward(self, logits: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
         return F.cross_entropy(logits, labels) + self.penalty()
-
-
-@torch.inference_mode()
-def extract_features(
-    backbone: nn.Module,
-    data: Dataset | DataLoader,
-    *,
-    batch_size: int = 512,
-    device: str | torch.device | None = None,
-) -> tuple[torch.Tensor, torch.Tensor]:
-    """Run a (frozen) feature extractor over ``data``: returns ``(features, labels)`` on the CPU.
-
-    For a course model pass ``model.backbone``. This is feature extraction in the strict sense:
-    the features are computed once and any classifier (e.g. scikit-learn's logistic
-    regression) can be trained on them.
-    """
-    dev = get_device(device)
-    backbone.to(dev)
-    was_training = backbone.training
-    backbone.eval()
-    feats, labels = [], []
-    try:
-        for x, y in make_loader(data, batch_size, False, dev):
-            feats.append(backbone(x.to(dev)).float().cpu())
-            labels.append(y)
-    finally:
-        backbone.train(was_training)
-    return torch.cat(feats), torch.cat(labels)

@@ -1,4 +1,4 @@
-"""Seeding, device selection, timing and book helpers shared by every chapter."""
+"""Seeding, device selection, timing, parameter counts and book helpers shared by every chapter."""
 
 from __future__ import annotations
 
@@ -10,7 +10,7 @@ from typing import Any
 import numpy as np
 import torch
 
-__all__ = ["seed_everything", "get_device", "Timer", "glue", "num_threads_hint"]
+__all__ = ["seed_everything", "get_device", "Timer", "glue", "num_threads_hint", "count_parameters"]
 
 
 def seed_everything(seed: int) -> None:
@@ -98,3 +98,10 @@ def glue(name: str, value: Any, display: bool = False) -> Any:
 def num_threads_hint() -> int:
     """Number of intra-op threads torch uses (handy in timing tables)."""
     return torch.get_num_threads()
+
+
+def count_parameters(model: torch.nn.Module, trainable_only: bool = False) -> int:
+    """Number of parameters of ``model`` (only those with ``requires_grad`` if ``trainable_only``)."""
+    if not isinstance(model, torch.nn.Module):
+        raise TypeError(f"model must be a torch.nn.Module, got {type(model).__name__}")
+    return sum(p.numel() for p in model.parameters() if p.requires_grad or not trainable_only)

@@ -12,74 +12,44 @@ One module per idea, each readable top to bottom:
 * :mod:`~tlcourse.adapt.adabn` — AdaBN: batch-norm statistics of the target domain
 * :mod:`~tlcourse.adapt.gan` — a 1-D GAN and the optimal discriminator
 * :mod:`~tlcourse.adapt.nets` — the LeNet-style digit network and a domain discriminator
+
+Names are imported lazily (PEP 562): ``from tlcourse.adapt import MMDLoss`` loads
+:mod:`~tlcourse.adapt.discrepancy` only, not the training loops, so a user who drops a loss
+into their own loop pays for nothing else.
 """
 
-from tlcourse.adapt.adabn import adapt_batchnorm, has_batchnorm
-from tlcourse.adapt.adda import adda_discriminator_loss, adda_step, train_adda
-from tlcourse.adapt.dann import DomainAdversarialLoss, dann_step, train_dann
-from tlcourse.adapt.discrepancy import CORALLoss, MMDLoss, coral_loss, covariance, gaussian_kernel, mmd2
-from tlcourse.adapt.distance import domain_classifier_error, proxy_a_distance
-from tlcourse.adapt.gan import (
-    gan_losses,
-    gan_value_at_optimum,
-    gaussian_pdf,
-    js_divergence,
-    kde,
-    optimal_discriminator,
-    train_gan_1d,
-)
-from tlcourse.adapt.grl import (
-    GradientReversal,
-    GradientReversalFunction,
-    dann_lambda,
-    dann_lr,
-    dann_lr_scheduler,
-    grad_reverse,
-)
-from tlcourse.adapt.loop import accuracy_on, adaptation_step, extract_features, train_adaptation
-from tlcourse.adapt.nets import DomainDiscriminator, LeNet, LeNetBackbone
-from tlcourse.adapt.pixel import ImageDiscriminator, PixelGenerator, pixel_da_step, train_pixel_da, translate
+from __future__ import annotations
 
-__all__ = [
-    "CORALLoss",
-    "DomainAdversarialLoss",
-    "DomainDiscriminator",
-    "GradientReversal",
-    "GradientReversalFunction",
-    "ImageDiscriminator",
-    "LeNet",
-    "LeNetBackbone",
-    "MMDLoss",
-    "PixelGenerator",
-    "accuracy_on",
-    "adapt_batchnorm",
-    "adaptation_step",
-    "adda_discriminator_loss",
-    "adda_step",
-    "coral_loss",
-    "covariance",
-    "dann_lambda",
-    "dann_lr",
-    "dann_lr_scheduler",
-    "dann_step",
-    "domain_classifier_error",
-    "extract_features",
-    "gan_losses",
-    "gan_value_at_optimum",
-    "gaussian_kernel",
-    "gaussian_pdf",
-    "grad_reverse",
-    "has_batchnorm",
-    "js_divergence",
-    "kde",
-    "mmd2",
-    "optimal_discriminator",
-    "pixel_da_step",
-    "proxy_a_distance",
-    "train_adaptation",
-    "train_adda",
-    "train_dann",
-    "train_gan_1d",
-    "train_pixel_da",
-    "translate",
-]
+import importlib
+from typing import Any
+
+_HOMES: dict[str, tuple[str, ...]] = {
+    "adabn": ("adapt_batchnorm", "has_batchnorm"),
+    "adda": ("adda_discriminator_loss", "adda_step", "train_adda"),
+    "dann": ("DomainAdversarialLoss", "dann_step", "train_dann"),
+    "discrepancy": ("CORALLoss", "MMDLoss", "coral_loss", "covariance", "gaussian_kernel", "mmd2"),
+    "distance": ("domain_classifier_error", "proxy_a_distance"),
+    "gan": ("gan_losses", "gan_value_at_optimum", "gaussian_pdf", "js_divergence", "kde", "optimal_discriminator",
+            "train_gan_1d"),
+    "grl": ("GradientReversal", "GradientReversalFunction", "dann_lambda", "dann_lr", "dann_lr_scheduler",
+            "grad_reverse"),
+    "loop": ("accuracy_on", "adaptation_step", "extract_features", "train_adaptation"),
+    "nets": ("DomainDiscriminator", "LeNet", "LeNetBackbone"),
+    "pixel": ("ImageDiscriminator", "PixelGenerator", "pixel_da_step", "train_pixel_da", "translate"),
+}
+_MODULE_OF = {name: module for module, names in _HOMES.items() for name in names}
+
+__all__ = sorted(_MODULE_OF)
+
+
+def __getattr__(name: str) -> Any:
+    module = _MODULE_OF.get(name)
+    if module is None:
+        raise AttributeError(f"module 'tlcourse.adapt' has no attribute {name!r}")
+    value = getattr(importlib.import_module(f"tlcourse.adapt.{module}"), name)
+    globals()[name] = value  # later look-ups skip this function
+    return value
+
+
+def __dir__() -> list[str]:
+    return sorted(set(globals()) | set(__all__))

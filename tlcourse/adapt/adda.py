@@ -28,10 +28,9 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from tlcourse.adapt.dann import check_feature_pair
 from tlcourse.adapt.loop import as_tensors, epoch_range, paired_batches
 from tlcourse.adapt.nets import DomainDiscriminator
-from tlcourse.checks import check_int, check_positive
+from tlcourse.checks import check_feature_pair, check_int, check_positive
 from tlcourse.train import History
 from tlcourse.utils import get_device
 

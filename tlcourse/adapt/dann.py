@@ -28,20 +28,10 @@ from torch import nn
 from tlcourse.adapt.grl import GradientReversal, dann_lambda
 from tlcourse.adapt.loop import adaptation_step, train_adaptation
 from tlcourse.adapt.nets import DomainDiscriminator
-from tlcourse.checks import check_int, check_non_negative, check_positive, check_tensor
+from tlcourse.checks import check_feature_pair, check_int, check_non_negative, check_positive
 from tlcourse.train import History
 
 __all__ = ["DomainAdversarialLoss", "check_feature_pair", "dann_step", "train_dann"]
-
-
-def check_feature_pair(f_s: Any, f_t: Any) -> None:
-    """Source and target features must be non-empty 2-D float tensors with the same width."""
-    check_tensor("f_s", f_s, ndim=2, dtype="float")
-    check_tensor("f_t", f_t, ndim=2, dtype="float")
-    if len(f_s) == 0 or len(f_t) == 0:
-        raise ValueError(f"f_s and f_t must be non-empty batches, got {len(f_s)} and {len(f_t)} rows")
-    if f_s.shape[1] != f_t.shape[1]:
-        raise ValueError(f"f_s and f_t must have the same feature dimension, got {f_s.shape[1]} and {f_t.shape[1]}")
 
 
 class DomainAdversarialLoss(nn.Module):

@@ -25,8 +25,7 @@ from collections.abc import Sequence
 import torch
 from torch import nn
 
-from tlcourse.adapt.dann import check_feature_pair
-from tlcourse.checks import check_positive
+from tlcourse.checks import check_feature_pair, check_positive
 
 __all__ = ["gaussian_kernel", "mmd2", "MMDLoss", "covariance", "coral_loss", "CORALLoss", "DEFAULT_SCALES"]
 

@@ -27,6 +27,7 @@ from torch import nn
 from tlcourse.adapt.grl import dann_lr_scheduler
 from tlcourse.checks import check_choice, check_int, check_non_negative, check_positive, check_tensor
 from tlcourse.train import History
+from tlcourse.train.features import extract_features
 from tlcourse.utils import get_device
 
 __all__ = [
@@ -267,17 +268,6 @@ def train_adaptation(
         history.records.append(record)
     model.eval()
     return history
-
-
-@torch.no_grad()
-def extract_features(model: nn.Module, images: torch.Tensor, batch_size: int = 500) -> torch.Tensor:
-    """``model.backbone`` features of ``images`` in eval mode, on the CPU."""
-    check_tensor("images", images, ndim=4, dtype="float")
-    backbone = model.backbone if hasattr(model, "backbone") else model
-    backbone.eval()
-    dev = next(backbone.parameters()).device
-    outs = [backbone(images[i : i + batch_size].to(dev)).cpu() for i in range(0, len(images), batch_size)]
-    return torch.cat(outs) if outs else torch.empty(0)
 
 
 @torch.no_grad()

@@ -16,7 +16,7 @@ one matrix (:func:`merge_lora`), so inference costs nothing extra.
   you keep trainable (typically the new classification head).
 * :func:`merge_lora` — folds every adapter into its base layer (plain ``nn.Linear`` again).
 * :func:`lora_state_dict` — just the adapter weights (a few hundred KB), e.g. for safetensors.
-* :func:`count_parameters` — all or trainable parameters (re-exported from :mod:`tlcourse.finetune`).
+* :func:`count_parameters` — all or trainable parameters (re-exported from :mod:`tlcourse.utils`).
 
 The forward pass equals ``peft``'s ``LoraModel`` for the same ``A``, ``B``, ``r`` and ``alpha``
 (tested in ``tests/test_lora.py``).
@@ -32,7 +32,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from tlcourse.checks import check_int, check_positive, check_probability
-from tlcourse.finetune import count_parameters
+from tlcourse.utils import count_parameters
 
 __all__ = ["LoRALinear", "apply_lora", "merge_lora", "lora_state_dict", "count_parameters"]
 

@@ -4,14 +4,14 @@
   product, learned), feature-level concatenation, cross-attention fusion.
 * :mod:`~tlcourse.multimodal.contrastive` — CLIP-style symmetric InfoNCE with a learnable
   temperature, the dual encoder, zero-shot classification, retrieval Recall@k.
-* :mod:`~tlcourse.multimodal.captioning` — word tokenizer, encoder–decoder captioner with
-  cross-attention, greedy and beam decoding, attribute accuracy.
+* :mod:`~tlcourse.multimodal.captioning` — encoder–decoder captioner with cross-attention,
+  greedy and beam decoding, attribute accuracy.
+* :mod:`~tlcourse.multimodal.tokenizer` — the word-level tokenizer.
 * :mod:`~tlcourse.multimodal.encoders` — small image/text encoders and frozen sentence embeddings.
 """
 
 from tlcourse.multimodal.captioning import (
     Captioner,
-    WordTokenizer,
     attribute_accuracy,
     beam_search,
     fit_captioner,
@@ -37,6 +37,7 @@ from tlcourse.multimodal.fusion import (
     late_fusion,
     tune_fusion_weight,
 )
+from tlcourse.multimodal.tokenizer import WordTokenizer
 
 __all__ = [
     "Captioner",

@@ -12,12 +12,9 @@ tensors (``model(**inputs)``, e.g. a tokenizer's output).
 
 from __future__ import annotations
 
-import contextlib
 import copy
-
 import os
 from collections.abc import Callable, Iterable, Iterator, Mapping
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -29,116 +26,14 @@ from torch.utils.data import DataLoader, Dataset, DistributedSampler
 
 from tlcourse.checkpoint import load_checkpoint, save_checkpoint
 from tlcourse.checks import check_choice, check_int, check_non_negative, check_positive
+from tlcourse.train.amp import autocast_context
+from tlcourse.train.history import History, NonFiniteLossError
+from tlcourse.train.loaders import _quiet, _world, make_loader
+from tlcourse.train.loaders import split_batch as _split_batch
+from tlcourse.train.loaders import to_device as _to_device
 from tlcourse.utils import get_device
 
-__all__ = ["History", "fit", "evaluate", "predict", "make_loader", "autocast_context", "NonFiniteLossError"]
-
-Batch = tuple[Any, torch.Tensor]
-
-
-class NonFiniteLossError(FloatingPointError):
-    """Raised by :func:`fit` when the training loss becomes NaN or infinite."""
-
-
-@dataclass
-class History:
-    """Per-epoch records of a :func:`fit` run (``history["val_accuracy"]`` → list)."""
-
-    records: list[dict[str, float]] = field(default_factory=list)
-    best_epoch: int | None = None
-
-    def __getitem__(self, key: str) -> list[float]:
-        if not self.records or key not in self.records[0]:
-            known = sorted(self.records[0]) if self.records else []
-            raise KeyError(f"no metric {key!r} in history; known metrics: {known}")
-        return [r[key] for r in self.records]
-
-    def __len__(self) -> int:
-        return len(self.records)
-
-    @property
-    def last(self) -> dict[str, float]:
-        return self.records[-1] if self.records else {}
-
-    def to_dict(self) -> dict[str, Any]:
-        return {"records": self.records, "best_epoch": self.best_epoch}
-
-    def plot(self, ax: Any = None, title: str | None = None) -> Any:
-        """Loss and accuracy curves for the train (and validation) splits."""
-        from tlcourse.plots import plot_history
-
-        return plot_history(self, ax=ax, title=title)
-
-
-def _world() -> tuple[int, int]:
-    if dist.is_available() and dist.is_initialized():
-        return dist.get_rank(), dist.get_world_size()
-    return 0, 1
-
-
-def _quiet() -> bool:
-    return bool(os.environ.get("CI") or os.environ.get("TLCOURSE_QUIET"))
-
-
-def make_loader(
-    data: Dataset | DataLoader,
-    batch_size: int,
-    shuffle: bool,
-    device: torch.device,
-    seed: int | None = None,
-    num_workers: int = 0,
-    collate_fn: Callable | None = None,
-    drop_last: bool = False,
-) -> DataLoader:
-    """A DataLoader for ``data`` (returned unchanged if it already is one).
-
-    Under ``torch.distributed`` each rank reads its own shard (:class:`DistributedSampler`).
-    Pinned memory is used when copying to a GPU.
-    """
-    if isinstance(data, DataLoader):
-        return data
-    if not isinstance(data, Dataset):
-        raise TypeError(f"data must be a torch Dataset or DataLoader, got {type(data).__name__}")
-    if len(data) == 0:  # type: ignore[arg-type]
-        raise ValueError("data is empty: expected at least one example")
-    check_int("batch_size", batch_size, minimum=1)
-    rank, world = _world()
-    generator = torch.Generator().manual_seed(seed if seed is not None else torch.initial_seed() % 2**63)
-    sampler = None
-    if world > 1:
-        sampler = DistributedSampler(data, num_replicas=world, rank=rank, shuffle=shuffle, seed=seed or 0)
-        shuffle = False
-    return DataLoader(
-        data,
-        batch_size=batch_size,
-        shuffle=shuffle,
-        sampler=sampler,
-        generator=generator if shuffle else None,
-        num_workers=num_workers,
-        pin_memory=device.type == "cuda",
-        collate_fn=collate_fn,
-        drop_last=drop_last,
-        persistent_workers=num_workers > 0,
-    )
-
-
-def _to_device(inputs: Any, device: torch.device) -> Any:
-    if isinstance(inputs, torch.Tensor):
-        return inputs.to(device, non_blocking=True)
-    if isinstance(inputs, Mapping):
-        return {k: _to_device(v, device) for k, v in inputs.items()}
-    if isinstance(inputs, (list, tuple)):
-        return type(inputs)(_to_device(v, device) for v in inputs)
-    return inputs
-
-
-def _split_batch(batch: Any) -> Batch:
-    if isinstance(batch, Mapping) and "labels" in batch:
-        inputs = {k: v for k, v in batch.items() if k != "labels"}
-        return inputs, batch["labels"]
-    if isinstance(batch, (list, tuple)) and len(batch) == 2:
-        return batch[0], batch[1]
-    raise ValueError("each batch must be (inputs, labels) or a dict with a 'labels' key")
+__all__ = ["fit", "evaluate", "predict"]
 
 
 def _forward(model: nn.Module, inputs: Any) -> torch.Tensor:
@@ -146,23 +41,6 @@ def _forward(model: nn.Module, inputs: Any) -> torch.Tensor:
     if hasattr(out, "logits"):
         out = out.logits
     return out
-
-
-def autocast_context(device: torch.device, amp: bool | str) -> contextlib.AbstractContextManager:
-    """Mixed-precision context: ``amp=True`` picks bf16 where supported, else fp16 on CUDA."""
-    if amp is False or amp is None:
-        return contextlib.nullcontext()
-    check_choice("amp", amp, (True, "bf16", "fp16"))
-    if amp is True:
-        if device.type == "cuda":
-            dtype = torch.bfloat16 if torch.cuda.is_bf16_supported() else torch.float16
-        elif device.type == "cpu":
-            dtype = torch.bfloat16
-        else:
-            return contextlib.nullcontext()
-    else:
-        dtype = torch.bfloat16 if amp == "bf16" else torch.float16
-    return torch.autocast(device_type=device.type, dtype=dtype)
 
 
 def _check_labels(logits: torch.Tensor, labels: torch.Tensor) -> None:
@@ -438,5 +316,3 @@ def predict(
     """Logits of ``model`` for every example of ``data``, in order, on the CPU."""
     outs = [logits.cpu() for logits, _ in _batches(model, data, batch_size, device, amp, collate_fn)]
     return torch.cat(outs)
-
-
