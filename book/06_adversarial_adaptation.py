@@ -1,7 +1,7 @@
 # ---
 # jupyter:
 #   jupytext:
-#     cell_metadata_filter: -all
+#     cell_metadata_filter: tags,-all
 #     formats: ipynb,py:percent
 #     text_representation:
 #       extension: .py
@@ -897,3 +897,8 @@ print(f"chapter run time: {runtime:.0f} s")
 #
 # ```{footbibliography}
 # ```
+
+# %% tags=["remove-input"]
+from tlcourse.book import last_executed  # noqa: E402
+
+last_executed()

@@ -1,5 +1,9 @@
 """Check the notebooks: no stored outputs, in sync with their jupytext twins, all in the TOC.
 
+Also: the first code cell installs tlcourse in Colab only, from the configured repository, pinned
+to the package's version (``tlcourse.__version__``); every chapter ends with the "Last executed"
+badge (``tlcourse.book.last_executed()``).
+
 Run by ``make test`` (and usable alone: ``python scripts/check_notebooks.py``). Exits 1 with
 one line per problem.
 """
@@ -18,6 +22,15 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from toc import ROOT, toc_pages  # noqa: E402
 
 INSTALL_MARK = '"google.colab" in sys.modules'
+BADGE_MARK = "last_executed()"
+
+
+def package_version(root: Path = ROOT) -> str:
+    """``__version__`` from ``tlcourse/__init__.py``, read without importing the package."""
+    match = re.search(r'^__version__ = "([^"]+)"', (root / "tlcourse" / "__init__.py").read_text(), re.M)
+    if match is None:
+        raise RuntimeError("tlcourse/__init__.py has no __version__ line")
+    return match.group(1)
 
 
 def repository_url() -> str:
@@ -29,6 +42,7 @@ def check(root: Path = ROOT) -> list[str]:
     pages = toc_pages(root)
     notebooks = sorted(p for p in (root / "book").rglob("*.ipynb") if ".ipynb_checkpoints" not in p.parts)
     repo = repository_url().removeprefix("https://")
+    pin = f"@v{package_version(root)}"
     for nb_path in notebooks:
         rel = nb_path.relative_to(root)
         if nb_path not in pages:
@@ -36,7 +50,8 @@ def check(root: Path = ROOT) -> list[str]:
         nb = nbformat.read(nb_path, as_version=4)
         for i, cell in enumerate(nb.cells):
             if cell.cell_type == "code" and (cell.get("outputs") or cell.get("execution_count") is not None):
-                problems.append(f"{rel}: cell {i} stores outputs or an execution count (commit notebooks without outputs)")
+                problems.append(f"{rel}: cell {i} stores outputs or an execution count "
+                                "(commit notebooks without outputs)")
         twin = nb_path.with_suffix(".py")
         if not twin.exists():
             problems.append(f"{rel}: missing jupytext twin {twin.relative_to(root)}")
@@ -47,10 +62,16 @@ def check(root: Path = ROOT) -> list[str]:
         code = [c.source for c in nb.cells if c.cell_type == "code"]
         if not code or INSTALL_MARK not in code[0] or repo not in code[0]:
             problems.append(f"{rel}: the first code cell must install tlcourse from {repo} inside Colab only")
+        elif pin not in code[0]:
+            problems.append(f"{rel}: the Colab install cell must pin tlcourse to this version ({pin})")
+        if not any(BADGE_MARK in c for c in code[-2:]):
+            problems.append(f"{rel}: the last cells must show the 'Last executed' badge "
+                            "(tlcourse.book.last_executed())")
     readme = root / "README.md"
     if readme.exists():  # badges and launch links must point at the configured repository
         owner_name = repo.removeprefix("github.com/")
-        for found in sorted(set(re.findall(r"github(?:\.com)?/([\w.-]+/[\w.-]+)/(?:blob|actions)", readme.read_text()))):
+        links = re.findall(r"github(?:\.com)?/([\w.-]+/[\w.-]+)/(?:blob|actions)", readme.read_text())
+        for found in sorted(set(links)):
             if found != owner_name:
                 problems.append(f"README.md: link to {found}, but _config.yml's repository is {owner_name}")
     return problems

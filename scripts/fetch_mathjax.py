@@ -30,7 +30,8 @@ def main() -> int:
     npm = shutil.which("npm")
     if npm:
         with tempfile.TemporaryDirectory() as tmp:
-            result = subprocess.run([npm, "pack", f"mathjax@{VERSION}", "--silent"], cwd=tmp, capture_output=True, text=True)
+            result = subprocess.run([npm, "pack", f"mathjax@{VERSION}", "--silent"], cwd=tmp,
+                                    capture_output=True, text=True)
             tarballs = list(Path(tmp).glob("mathjax-*.tgz"))
             if result.returncode == 0 and tarballs:
                 with tarfile.open(tarballs[0]) as tar:
@@ -41,12 +42,14 @@ def main() -> int:
                 marker.touch()
                 print(f"fetch_mathjax: MathJax {VERSION} vendored into {TARGET.relative_to(ROOT)} (offline math)")
                 return 0
-            print(f"fetch_mathjax: npm pack failed ({result.stderr.strip()[:200]}); using the CDN shim", file=sys.stderr)
+            print(f"fetch_mathjax: npm pack failed ({result.stderr.strip()[:200]}); using the CDN shim",
+                  file=sys.stderr)
     else:
         print("fetch_mathjax: npm not found; using the CDN shim (math renders only online)", file=sys.stderr)
     entry.write_text(
         "// MathJax could not be vendored at build time: load it from the CDN.\n"
-        f"(function(){{var s=document.createElement('script');s.src='{CDN}';s.async=true;document.head.appendChild(s);}})();\n"
+        "(function(){var s=document.createElement('script');"
+        f"s.src='{CDN}';s.async=true;document.head.appendChild(s);}})();\n"
     )
     return 0
 

@@ -36,17 +36,32 @@ def test_mean_std():
         metrics.mean_std([])
 
 
-def test_plots_draw_and_validate():
-    assert plots.show_images(torch.rand(5, 3, 8, 8), labels=[0, 1, 2, 3, 4], ncols=3, title="t") is not None
+def test_plots_draw_what_they_are_given():
+    images = torch.rand(5, 3, 8, 8)
+    fig = plots.show_images(images, labels=[0, 1, 2, 3, 4], ncols=3, title="t", classes=list("abcde"))
+    drawn = [ax for ax in fig.axes if ax.images]
+    assert len(fig.axes) == 6 and len(drawn) == 5  # 2 rows of 3, the last cell left empty
+    np.testing.assert_allclose(drawn[2].images[0].get_array(), images[2].permute(1, 2, 0).numpy(), rtol=1e-6)
+    assert [ax.get_title() for ax in drawn] == list("abcde")
     with pytest.raises(ValueError, match="images"):
         plots.show_images(torch.rand(5, 8, 8))
-    assert plots.plot_confusion_matrix(np.eye(3) * 5, ["a", "b", "c"]) is not None
+
+    cm = np.array([[3, 1, 0], [0, 4, 0], [2, 0, 2]])
+    ax = plots.plot_confusion_matrix(cm, ["a", "b", "c"])
+    np.testing.assert_allclose(ax.images[0].get_array(), cm / cm.sum(1, keepdims=True))  # rows normalised
+    assert [t.get_text() for t in ax.get_xticklabels()] == ["a", "b", "c"]
     with pytest.raises(ValueError, match="square"):
         plots.plot_confusion_matrix(np.ones((2, 3)))
+
     feats = torch.randn(30, 5)
-    assert plots.plot_embedding(feats, labels=torch.arange(30) % 3, domains=torch.arange(30) % 2) is not None
+    ax = plots.plot_embedding(feats, labels=torch.arange(30) % 3, domains=torch.arange(30) % 2)
+    assert [len(c.get_offsets()) for c in ax.collections] == [15, 15]  # one scatter per domain
+    assert [t.get_text() for t in ax.get_legend().get_texts()] == ["source", "target"]
     with pytest.raises(ValueError, match="method"):
         plots.plot_embedding(feats, method="umap")
-    assert plots.plot_curves([1, 2], {"a": ([0.1, 0.2], [0.01, 0.02])}, "x", "y") is not None
+
+    ax = plots.plot_curves([1, 2], {"a": ([0.1, 0.2], [0.01, 0.02])}, "x", "y")
+    np.testing.assert_allclose(ax.lines[0].get_ydata(), [0.1, 0.2])
+    assert ax.get_xlabel() == "x" and ax.get_ylabel() == "y"
     with pytest.raises(ValueError, match="history is empty"):
         plots.plot_history([])
