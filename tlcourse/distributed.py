@@ -154,7 +154,8 @@ def gather_with_grad(x: torch.Tensor) -> torch.Tensor:
 
 def rank_slice(global_batch: torch.Tensor) -> torch.Tensor:
     """This process's contiguous share of a global batch (of indices, noise, ...), split evenly."""
-    return global_batch.tensor_split(world_size())[rank()]
+    world = world_size()
+    return global_batch if world == 1 else global_batch.tensor_split(world)[rank()]
 
 
 class SyncBatchNorm(nn.modules.batchnorm._BatchNorm):

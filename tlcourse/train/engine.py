@@ -276,7 +276,8 @@ class Engine:
 
     def _optimizer_step(self, optimizer: torch.optim.Optimizer) -> None:
         params = [p for group in optimizer.param_groups for p in group["params"]]
-        average_gradients([p for p in params if id(p) not in self._ddp_params])
+        if self.world > 1:
+            average_gradients([p for p in params if id(p) not in self._ddp_params])
         if self.grad_clip is not None:
             self.scaler.unscale_(optimizer)
             nn.utils.clip_grad_norm_([p for p in params if p.grad is not None], self.grad_clip)
