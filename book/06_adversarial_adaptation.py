@@ -177,7 +177,8 @@ plt.show()
 threads = torch.get_num_threads()
 torch.set_num_threads(1)  # a model this small runs fastest on one thread
 data_1d = torch.randn(4000, generator=torch.Generator().manual_seed(0)) * 0.5 + 2.0
-gen_1d, disc_1d, hist_1d = train_gan_1d(data_1d, steps=800, seed=0)
+hist_1d = train_gan_1d(data_1d, steps=800, seed=0)  # a History; the networks are attributes of it
+gen_1d, disc_1d = hist_1d.generator, hist_1d.discriminator
 with torch.no_grad():
     samples_1d = gen_1d(torch.randn(4000, gen_1d.noise_dim, generator=torch.Generator().manual_seed(1))).squeeze(1)
 torch.set_num_threads(threads)
@@ -196,8 +197,8 @@ axes[0].plot(grid, d_trained, "--", label="trained D(x)")
 axes[0].plot(grid, d_star, ":", label="$D^*(x)$ from the densities")
 axes[0].set(xlabel="x", ylabel="density / probability", title="After 800 steps")
 axes[0].legend(fontsize=7, loc="lower left", framealpha=0.9)
-axes[1].plot(np.convolve(hist_1d["d_real"], np.ones(50) / 50, "valid"), label="mean D(real)")
-axes[1].plot(np.convolve(hist_1d["d_fake"], np.ones(50) / 50, "valid"), label="mean D(G(z))")
+axes[1].plot(np.convolve(hist_1d.steps["d_real"], np.ones(50) / 50, "valid"), label="mean D(real)")
+axes[1].plot(np.convolve(hist_1d.steps["d_fake"], np.ones(50) / 50, "valid"), label="mean D(G(z))")
 axes[1].axhline(0.5, color="grey", lw=0.8)
 axes[1].set(xlabel="step", ylabel="probability (moving average)", title="The game settles near D = 1/2")
 axes[1].legend(fontsize=8)
@@ -396,8 +397,8 @@ def monitor(epoch, model):
 t0 = time.perf_counter()
 seed_everything(0)
 dann_model = LeNet()
-dann_hist, dann_loss = train_dann(dann_model, source.train, target_images, epochs=EPOCHS, seed=0, device=DEVICE,
-                                  discriminator=DomainDiscriminator(128, hidden=(500, 500)), callback=monitor)
+dann_hist = train_dann(dann_model, source.train, target_images, epochs=EPOCHS, seed=0, device=DEVICE,
+                       discriminator=DomainDiscriminator(128, hidden=(500, 500)), callback=monitor)
 results.append({"method": "DANN", "seed": 0, "accuracy": scores(dann_model)[1]})
 print(f"DANN: target acc {results[-1]['accuracy']:.3f}  ({time.perf_counter() - t0:.0f} s)")
 pd.DataFrame(dann_hist.records).set_index("epoch").round(3)
@@ -422,8 +423,8 @@ pd.DataFrame(dann_hist.records).set_index("epoch").round(3)
 
 # %%
 t0 = time.perf_counter()
-adda_model, adda_hist, _ = train_adda(source_models[0], source.train, target_images, epochs=EPOCHS, seed=0,
-                                      device=DEVICE)
+adda_hist = train_adda(source_models[0], source.train, target_images, epochs=EPOCHS, seed=0, device=DEVICE)
+adda_model = adda_hist.target_model  # the source model with the adapted target encoder
 results.append({"method": "ADDA", "seed": 0, "accuracy": accuracy_on(adda_model, target.test)})
 print(f"ADDA: target acc {results[-1]['accuracy']:.3f}  ({time.perf_counter() - t0:.0f} s)")
 

@@ -341,7 +341,7 @@ clip = DualEncoder(ConvImageEncoder(width=16, out_dim=128), TokenTextEncoder(len
 history = fit_dual_encoder(clip, train.images, train_ids, epochs=14, batch_size=128, lr=3e-3, seed=0)
 glue("ch07_temperature", clip.loss_fn.temperature)
 fig, ax = plt.subplots(figsize=(4.5, 3))
-ax.plot(range(1, len(history) + 1), history, marker="o")
+ax.plot(range(1, len(history) + 1), history["loss"], marker="o")
 ax.axhline(np.log(128), ls=":", c="k", label="log N (chance)")
 ax.set_xlabel("epoch")
 ax.set_ylabel("contrastive loss")
@@ -626,7 +626,7 @@ captioner = Captioner(len(tok), feature_dim=clip.image_encoder.token_dim, d_mode
                       dim_feedforward=128, max_len=cap_tokens.shape[1] + 1)
 cap_history = fit_captioner(captioner, train_regions, cap_tokens, epochs=8, batch_size=64, lr=3e-3,
                             word_dropout=0.3, seed=0)
-print("loss per epoch:", np.round(cap_history, 3))
+print("loss per epoch:", np.round(cap_history["loss"], 3))
 
 max_words = cap_tokens.shape[1] - 1
 greedy_ids = greedy_decode(captioner, test_regions[:200], max_len=max_words)

@@ -326,8 +326,9 @@ def test_dann_steps_reduce_losses_on_tiny_problem() -> None:
 def test_train_dann_and_mmd_coral_loops_run() -> None:
     xs, ys, xt = _toy_domains(32)
     model = LeNet(num_classes=2, feature_dim=8)
-    history, adv = train_dann(model, (xs, ys), xt, epochs=2, batch_size=16, seed=0)
-    assert len(history) == 2 and adv.max_steps == 4
+    history = train_dann(model, (xs, ys), xt, epochs=2, batch_size=16, seed=0)
+    adv = history.adversarial_loss
+    assert len(history) == 2 and adv.max_steps == 4 and adv.step == 4
     assert history["lambda"][-1] == pytest.approx(dann_lambda(3 / 4))
     for loss in (MMDLoss(), CORALLoss()):
         h = train_adaptation(LeNet(2, feature_dim=8), (xs, ys), xt, loss, epochs=1, batch_size=16, seed=0)
@@ -409,7 +410,9 @@ def test_train_adda_keeps_source_frozen_and_head_shared() -> None:
     source = LeNet(2, feature_dim=8)
     train_adaptation(source, (xs, ys), epochs=1, batch_size=16, seed=0)
     before = {k: v.clone() for k, v in source.state_dict().items()}
-    target, history, _ = train_adda(source, xs, xt, epochs=2, batch_size=16, seed=0)
+    history = train_adda(source, xs, xt, epochs=2, batch_size=16, seed=0)
+    target = history.target_model
+    assert isinstance(history.discriminator, DomainDiscriminator) and not history.discriminator.training
     for k, v in source.state_dict().items():
         assert torch.equal(v, before[k]), k
     torch.testing.assert_close(target.head.weight, source.head.weight)
@@ -490,11 +493,65 @@ def test_gan_losses_match_bce_forms() -> None:
 
 def test_gan_1d_learns_a_gaussian() -> None:
     data = torch.randn(2000) * 0.5 + 3.0
-    gen, disc, history = train_gan_1d(data, steps=400, batch_size=64, seed=0)
+    history = train_gan_1d(data, steps=400, batch_size=64, seed=0)
+    gen = history.generator
     with torch.no_grad():
         samples = gen(torch.randn(2000, gen.noise_dim)).squeeze(1)
     assert abs(samples.mean().item() - 3.0) < 0.3
     assert 0.25 < samples.std().item() < 0.9
-    assert len(history["loss_d"]) == 400
+    assert len(history.steps["loss_d"]) == 400 and len(history) == 4  # 4 epochs of 100 steps
     with pytest.raises(ValueError):
         train_gan_1d(torch.randn(10, 2))
+
+
+# ---------------------------------------------------------------- the loops' contracts
+class _TimmStyle(nn.Module):
+    """A model that exposes features and logits as methods, as timm models do."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.body = nn.Sequential(nn.Flatten(), nn.Linear(3 * 28 * 28, 8), nn.ReLU())
+        self.fc = nn.Linear(8, 2)
+
+    def forward_features(self, x: torch.Tensor) -> torch.Tensor:
+        return self.body(x)
+
+    def forward_head(self, f: torch.Tensor) -> torch.Tensor:
+        return self.fc(f)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.forward_head(self.forward_features(x))
+
+
+class _LogitAwareLoss(nn.Module):
+    """A CDAN-like transfer loss: it asks for the classifier's predictions too."""
+
+    uses_logits = True
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.calls: list[tuple[int, ...]] = []
+
+    def forward(self, f_s, f_t, logits_s, logits_t):
+        self.calls.append((f_s.shape[1], logits_s.shape[1], logits_t.shape[0]))
+        return (f_s.mean(0) - f_t.mean(0)).pow(2).sum() + (logits_s.softmax(1).mean(0) - logits_t.softmax(1).mean(0)).pow(2).sum()
+
+
+def test_adaptation_takes_timm_style_models_and_logit_aware_losses() -> None:
+    xs, ys, xt = _toy_domains(32)
+    model, loss = _TimmStyle(), _LogitAwareLoss()
+    history = train_adaptation(model, (xs, ys), xt, loss, epochs=2, batch_size=16, seed=0)
+    assert len(history) == 2 and loss.calls == [(8, 2, 16)] * 4
+    assert history["transfer_loss"][-1] >= 0.0
+    with pytest.raises(TypeError, match="forward_features"):
+        train_adaptation(nn.Linear(2, 2), (xs, ys), xt, loss, epochs=1)
+
+
+def test_adaptation_accepts_dataloaders_and_datasets_alike() -> None:
+    xs, ys, xt = _toy_domains(32)
+    source = torch.utils.data.DataLoader(torch.utils.data.TensorDataset(xs, ys), batch_size=16, shuffle=True,
+                                         generator=torch.Generator().manual_seed(0))
+    history = train_adaptation(LeNet(2, feature_dim=8), source, xt, MMDLoss(), epochs=2, seed=0)
+    assert len(history) == 2 and np.isfinite(history.last["loss"])
+    adda = train_adda(LeNet(2, feature_dim=8), source, xt, epochs=1, seed=0)
+    assert isinstance(adda.target_model, LeNet)

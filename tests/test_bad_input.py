@@ -18,7 +18,10 @@ from tlcourse.data.glyphs import load_glyphs
 from tlcourse.finetune import L2SPLoss, discriminative_param_groups, extract_features, freeze, trainable_stages
 from tlcourse.models import SmallResNet, load_pretrained, model_card, replace_head, torchvision_backbone
 from tlcourse.strategies import compare, probe_accuracy, run_strategy
-from tlcourse.train import evaluate, fit, predict
+from tlcourse.adapt import LeNet, train_adaptation, train_gan_1d
+from tlcourse.bench import bench_methods
+from tlcourse.multimodal import DualEncoder, fit_dual_encoder
+from tlcourse.train import Engine, evaluate, fit, predict
 from tlcourse.utils import get_device, glue, seed_everything
 
 X = torch.rand(8, 1, 28, 28)
@@ -30,6 +33,10 @@ NAN = ArrayDataset(torch.full((4, 1, 28, 28), float("nan")), torch.tensor([0, 1,
 
 def net(c: int = 2) -> SmallResNet:
     return SmallResNet(c, widths=(4, 8, 8))
+
+
+def _dual() -> DualEncoder:
+    return DualEncoder(torch.nn.Embedding(4, 2), torch.nn.Linear(2, 2), 2, 2, embed_dim=2)
 
 
 CASES = [
@@ -127,6 +134,30 @@ CASES = [
     ("embedding unknown method", lambda: plots.plot_embedding(torch.rand(5, 3), method="umap"), ValueError, "method"),
     ("embedding too few rows", lambda: plots.plot_embedding(torch.rand(2, 3)), ValueError, "features"),
     ("history empty", lambda: plots.plot_history([]), ValueError, "history"),
+    # the engine and the method loops
+    ("fit accumulate=0", lambda: fit(net(), DS, epochs=1, accumulate=0), ValueError, "accumulate"),
+    ("fit optimizer wrong type", lambda: fit(net(), DS, epochs=1, optimizer="adam"), TypeError, "optimizer"),
+    ("fit scheduler wrong type", lambda: fit(net(), DS, epochs=1, scheduler=3), TypeError, "scheduler"),
+    ("Engine resume without checkpoint", lambda: Engine({"m": net()}, {}, resume=True), ValueError, "checkpoint"),
+    ("Engine unknown scheduler interval", lambda: Engine({"m": net()}, {}, scheduler_interval="batch"), ValueError,
+     "scheduler_interval"),
+    ("Engine epochs=0", lambda: Engine({"m": net()}, {}).run([], lambda b: {}, epochs=0), ValueError, "epochs"),
+    ("Engine early stopping without monitor", lambda: Engine({"m": net()}, {}).run([], lambda b: {}, epochs=1,
+                                                                                    early_stopping=2),
+     ValueError, "monitor"),
+    ("step without a loss", lambda: Engine({"m": net()}, {}).run([(X, Y)], lambda b: {"accuracy": 1.0}, epochs=1),
+     ValueError, "'loss'"),
+    ("engine option misspelt", lambda: train_adaptation(LeNet(2), DS, epochs=1, ampp=True), TypeError, "engine options"),
+    ("adaptation model without features", lambda: train_adaptation(torch.nn.Linear(2, 2), DS, epochs=1), TypeError,
+     "backbone"),
+    ("adaptation source unlabelled", lambda: train_adaptation(LeNet(2), X, epochs=1), ValueError, "labels"),
+    ("adaptation source wrong type", lambda: train_adaptation(LeNet(2), [1, 2, 3], epochs=1), TypeError, "source"),
+    ("extract_features not a module", lambda: extract_features("backbone", DS), TypeError, "module"),
+    ("dual encoder texts not paired", lambda: fit_dual_encoder(_dual(), torch.arange(4), torch.rand(3, 2)),
+     ValueError, "pair up"),
+    ("gan_1d option not taken", lambda: train_gan_1d(torch.randn(20), steps=2, channels_last=True), TypeError,
+     "engine options"),
+    ("bench unknown method", lambda: bench_methods(only=["sgd"]), ValueError, "only"),
     # checks (shared validators)
     ("check_positive zero", lambda: checks.check_positive("temperature", 0.0), ValueError, "temperature"),
     ("check_positive inf", lambda: checks.check_positive("temperature", math.inf), ValueError, "temperature"),

@@ -1,12 +1,34 @@
 import pytest
+import torch
 
 from tlcourse import bench
+from tlcourse.bench.methods import make_pairs
 
 
-def test_fit_overhead_report_is_sane():
-    r = bench.bench_fit_overhead(n_images=256, batch_size=64, rounds=1, device="cpu")
-    assert r["fit_samples_per_s"] > 0 and r["bare_samples_per_s"] > 0
-    assert 0.3 < r["ratio"] < 3.0  # noisy on a shared CI machine; the benchmark reports the real figure
+def test_each_method_pair_does_the_same_work_in_both_arms():
+    assert len(make_pairs.__globals__["PAIRS"]) >= 9
+    for pair in make_pairs(quick=True, device=torch.device("cpu"), only=["fit", "gan", "adda"]):
+        engine_objects, bare_objects = pair.build(), pair.build()
+        pair.engine(engine_objects)
+        pair.bare(bare_objects)
+        for a, b in zip(pair.result(engine_objects), pair.result(bare_objects)):
+            assert torch.equal(a, b), pair.name
+
+
+def test_measure_pair_reports_medians_and_spread():
+    (row,) = bench.bench_methods(quick=True, repeats=1, device="cpu", only=["gan"])
+    assert row["same_result"] and row["repeats"] == 1
+    assert row["engine_steps_per_s"] > 0 and row["bare_steps_per_s"] > 0
+    assert row["ratio_min"] <= row["ratio_median"] <= row["ratio_max"]
+    with pytest.raises(ValueError, match="repeats"):
+        bench.measure_pair(make_pairs(True, torch.device("cpu"), only=["gan"])[0], repeats=0)
+    with pytest.raises(ValueError, match="only must name"):
+        bench.bench_methods(only=["sgd"])
+
+
+def test_engine_bookkeeping_is_a_small_fraction_of_a_step():
+    # a 1-D GAN step, the smallest step of the course, costs a few milliseconds on a CPU
+    assert 0 < bench.bench_engine_overhead(steps=300, repeats=3) < 1000
 
 
 def test_data_builders_are_fast_enough():
@@ -16,8 +38,6 @@ def test_data_builders_are_fast_enough():
 
 
 def test_gpu_bench_needs_cuda():
-    import torch
-
     if torch.cuda.is_available():
         pytest.skip("a GPU is present")
     with pytest.raises(ValueError, match="cuda"):

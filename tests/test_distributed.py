@@ -1,5 +1,11 @@
-"""fit() under torchrun: 2 CPU processes (gloo) match one process on the same global batch."""
+"""Every training loop under torchrun: 2 CPU processes (gloo) match one process on the same global batch.
 
+torchrun is launched once (a spawn costs seconds); tests/engine_worker.py runs every case of
+tests/engine_cases.py — models with batch norm use the engine's ``sync_batchnorm`` — and saves
+weights and histories, which are compared here with a single-process run of the same case.
+"""
+
+import json
 import os
 import subprocess
 import sys
@@ -7,31 +13,62 @@ from pathlib import Path
 
 import pytest
 import torch
-
-from tlcourse.checkpoint import load_weights
-from tlcourse.train import fit
+from safetensors.torch import load_file
 
 sys.path.insert(0, str(Path(__file__).parent))
-from ddp_worker import problem  # noqa: E402
+import engine_cases  # noqa: E402
+
+HERE = Path(__file__).parent
 
 
-def test_two_processes_match_single_process(tmp_path):
-    out = tmp_path / "ddp.safetensors"
-    env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONPATH": str(Path(__file__).parent)}
+@pytest.fixture(scope="module")
+def two_process_results(tmp_path_factory):
+    out = tmp_path_factory.mktemp("ddp")
+    env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONPATH": os.pathsep.join([str(HERE.parent), str(HERE)])}
     cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node=2",
-           str(Path(__file__).parent / "ddp_worker.py"), str(out), "16"]
-    result = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=240)
-    assert result.returncode == 0, result.stderr[-3000:]
+           str(HERE / "engine_worker.py"), str(out)]
+    result = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=600)
+    assert result.returncode == 0, result.stderr[-4000:]
+    return out
 
-    data, single = problem()
-    history = fit(single, data, epochs=3, batch_size=16, shuffle=False, device="cpu",
-                  optimizer=torch.optim.SGD(single.parameters(), lr=0.5))
-    _, ddp_model = problem()
-    meta = load_weights(out, ddp_model)
-    assert meta["world_size"] == 2
-    for a, b in zip(single.parameters(), ddp_model.parameters()):
-        torch.testing.assert_close(a, b, rtol=1e-5, atol=1e-6)
-    assert meta["train_loss"] == pytest.approx(history.last["train_loss"], rel=1e-5)
+
+def _close(a, b, path=""):
+    if isinstance(a, dict):
+        assert set(a) == set(b), path
+        for k in a:
+            _close(a[k], b[k], f"{path}.{k}")
+    elif isinstance(a, list):
+        assert len(a) == len(b), path
+        for i, (x, y) in enumerate(zip(a, b)):
+            _close(x, y, f"{path}[{i}]")
+    elif isinstance(a, float):
+        assert a == pytest.approx(b, rel=2e-4, abs=2e-5), path
+    else:
+        assert a == b, path
+
+
+#: The pixel-level GAN is compared by the relative norm of each weight's difference: in its
+#: first Adam steps, weights whose gradient is zero up to rounding (dead units fed by generated
+#: images) move by about ±lr either way, so two runs that differ only in the order of float
+#: additions drift apart by a fraction of the rate (the losses still agree to 1e-4).
+RELATIVE_NORM = {"pixel_da": 1e-2}
+
+
+@pytest.mark.parametrize("name", list(engine_cases.CASES))
+def test_two_processes_match_one_process_on_the_global_batch(name, two_process_results):
+    assert len(engine_cases.CASES) >= 8
+    modules, history = engine_cases.CASES[name]()
+    single = engine_cases.flat_state(modules)
+    ddp = load_file(str(two_process_results / f"{name}.safetensors"))
+    saved = json.loads((two_process_results / f"{name}.json").read_text())
+    assert saved.pop("world_size") == 2
+    assert set(single) == set(ddp)
+    for key in single:
+        if name in RELATIVE_NORM:
+            assert (ddp[key] - single[key]).norm() <= RELATIVE_NORM[name] * single[key].norm() + 1e-6, key
+        else:
+            torch.testing.assert_close(ddp[key], single[key], rtol=2e-4, atol=2e-5, msg=f"{name}: {key}")
+    _close(saved, json.loads(json.dumps(engine_cases.comparable(history))), name)
 
 
 def test_setup_is_a_no_op_without_torchrun(monkeypatch):

@@ -49,7 +49,6 @@ def _sizes(path: Path) -> tuple[int, list[tuple[str, int]]]:
     return module_lines, functions
 
 
-@pytest.mark.xfail(strict=True, reason="fit, distill and fit_multitask move onto the engine in the next commits")
 def test_no_module_over_400_lines_and_no_function_over_80():
     too_long = []
     for path in sorted(PACKAGE.rglob("*.py")):

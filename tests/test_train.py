@@ -56,12 +56,109 @@ def test_fit_accepts_dict_inputs():
     assert history["train_accuracy"][-1] > 0.8
 
 
-def test_early_stopping_restores_best(tiny_images):
+def test_early_stopping_stops_at_the_best_epoch_and_restores_its_weights(tiny_images):
+    # Validation labels are the training labels shifted by one class: the better the model fits
+    # the training set, the worse the validation loss, so the best epoch is the first one.
+    shifted = ArrayDataset(tiny_images.images, (tiny_images.labels + 1) % 3)
+    start = small().state_dict()
     model = small()
-    history = fit(model, tiny_images, epochs=30, lr=5e-2, val_data=tiny_images, early_stopping=2, seed=0, batch_size=32)
-    assert len(history) <= 30
-    best = history.best_epoch
-    assert evaluate(model, tiny_images)["loss"] == pytest.approx(history["val_loss"][best], rel=1e-4, abs=1e-5)
+    model.load_state_dict(start)
+    history = fit(model, tiny_images, epochs=30, lr=1e-2, val_data=shifted, early_stopping=2, seed=0, batch_size=32)
+    assert history.best_epoch == 0
+    assert len(history) == 3  # the best epoch, then two epochs without improvement
+    assert history["val_loss"][1] > history["val_loss"][0] and history["val_loss"][2] > history["val_loss"][0]
+    one_epoch = small()
+    one_epoch.load_state_dict(start)
+    fit(one_epoch, tiny_images, epochs=1, lr=1e-2, seed=0, batch_size=32)
+    for (name, a), b in zip(model.state_dict().items(), one_epoch.state_dict().values()):
+        assert torch.equal(a, b), name  # the restored weights are exactly those of epoch 1
+    assert evaluate(model, shifted)["loss"] == pytest.approx(history["val_loss"][0], rel=1e-6)
+
+
+def test_without_early_stopping_every_epoch_runs_and_the_best_is_noted(tiny_images):
+    history = fit(small(), tiny_images, epochs=4, lr=1e-2, val_data=tiny_images, seed=0, batch_size=32)
+    assert len(history) == 4
+    assert history.best_epoch == min(range(4), key=lambda e: history["val_loss"][e])
+
+
+def test_gradient_accumulation_equals_one_larger_batch():
+    x = torch.randn(64, 8, generator=torch.Generator().manual_seed(0))
+    data = torch.utils.data.TensorDataset(x, (x[:, 0] > 0).long())
+    torch.manual_seed(0)
+    a = nn.Sequential(nn.Linear(8, 16), nn.Tanh(), nn.Linear(16, 2))
+    b = nn.Sequential(nn.Linear(8, 16), nn.Tanh(), nn.Linear(16, 2))
+    b.load_state_dict(a.state_dict())
+    fit(a, data, epochs=2, batch_size=16, seed=0, optimizer=torch.optim.SGD(a.parameters(), lr=0.5))
+    ha = fit(b, data, epochs=2, batch_size=8, accumulate=2, seed=0, optimizer=torch.optim.SGD(b.parameters(), lr=0.5))
+    for pa, pb in zip(a.parameters(), b.parameters()):
+        torch.testing.assert_close(pa, pb, rtol=1e-5, atol=1e-6)
+    assert len(ha) == 2
+
+
+def test_nan_check_every_n_steps_reports_where_it_looked(tiny_images):
+    bad = ArrayDataset(tiny_images.images.clone(), tiny_images.labels)
+    bad.images[:, 0, 0, 0] = float("nan")  # every batch is bad from the first step on
+    from tlcourse.train import Engine
+
+    model = small()
+    engine = Engine({"model": model}, {"opt": torch.optim.SGD(model.parameters(), lr=0.1)}, nan_check_every=4)
+    loader = torch.utils.data.DataLoader(bad, batch_size=8)
+
+    def step(batch):
+        x, y = batch
+        return {"loss": torch.nn.functional.cross_entropy(model(x), y)}
+
+    with pytest.raises(NonFiniteLossError, match=r"loss became nan at epoch 1, step 4 \(checked every 4 steps\)"):
+        engine.run(loader, step, epochs=1)
+
+
+def test_evaluate_reduces_its_sums_on_the_model_device(tiny_images, monkeypatch):
+    import tlcourse.train.classification as classification
+
+    seen = []
+
+    def spy(tensor):
+        seen.append((tensor.device, tensor.dtype))
+        return tensor
+
+    monkeypatch.setattr(classification, "all_reduce_sum", spy)
+    model = small()
+    result = evaluate(model, tiny_images, batch_size=40)
+    assert seen == [(next(model.parameters()).device, torch.float64)]
+    logits = predict(model, tiny_images)
+    assert result["loss"] == pytest.approx(torch.nn.functional.cross_entropy(logits, tiny_images.labels).item(), rel=1e-5)
+
+
+def test_an_interrupted_run_resumes_bitwise(tiny_images, tmp_path, monkeypatch):
+    from tlcourse.train.engine import Engine
+
+    start = small().state_dict()
+    kwargs = dict(epochs=4, seed=0, batch_size=16, val_data=tiny_images, lr=1e-2,
+                  scheduler=lambda o: torch.optim.lr_scheduler.StepLR(o, 1, 0.7))
+    reference = small()
+    reference.load_state_dict(start)
+    expected = fit(reference, tiny_images, **kwargs)
+
+    save = Engine._save
+
+    def crash_after_epoch_2(self, loader, history, best, epoch):
+        save(self, loader, history, best, epoch)
+        if epoch == 1:
+            raise KeyboardInterrupt
+
+    monkeypatch.setattr(Engine, "_save", crash_after_epoch_2)
+    ckpt = tmp_path / "run.safetensors"
+    crashed = small()
+    crashed.load_state_dict(start)
+    with pytest.raises(KeyboardInterrupt):
+        fit(crashed, tiny_images, checkpoint=ckpt, **kwargs)
+    monkeypatch.setattr(Engine, "_save", save)
+    resumed = small()
+    resumed.load_state_dict(start)
+    history = fit(resumed, tiny_images, checkpoint=ckpt, resume=True, **kwargs)
+    assert history.records == expected.records
+    for (name, a), b in zip(reference.state_dict().items(), resumed.state_dict().values()):
+        assert torch.equal(a, b), name
 
 
 def test_resume_gives_bitwise_identical_weights(tiny_images, tmp_path):

@@ -21,7 +21,7 @@ own loop, call :func:`distill_step` once per batch, or let :func:`distill` run w
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Callable, Mapping
 from typing import TYPE_CHECKING, Any
 
 import torch
@@ -46,6 +46,8 @@ __all__ = [
     "DistillationLoss",
     "distill_step",
     "distill",
+    "distill_training_step",
+    "soft_and_hard",
     "teacher_logits",
 ]
 
@@ -105,15 +107,23 @@ def distillation_loss(
             raise ValueError(
                 f"targets and student_logits must have the same length, got {len(targets)} and {len(student_logits)}"
             )
+    soft, hard = soft_and_hard(student_logits, teacher_logits, targets if alpha < 1 else None, temperature)
+    if alpha == 1:
+        return alpha * soft
+    return alpha * soft + (1 - alpha) * hard
+
+
+def soft_and_hard(
+    student_logits: torch.Tensor, teacher_logits: torch.Tensor, targets: torch.Tensor | None, temperature: float
+) -> tuple[torch.Tensor, torch.Tensor | None]:
+    """The two terms of Eq. (8.1), unchecked: ``T² KL(p_t^T ‖ p_s^T)`` and ``CE(z_s, y)`` (``None`` without ``y``)."""
     teacher_logits = teacher_logits.detach()
     log_p_student = F.log_softmax(student_logits / temperature, dim=1)
     log_p_teacher = F.log_softmax(teacher_logits / temperature, dim=1)
     # KL(p_t || p_s) = sum_k p_t (log p_t - log p_s); "batchmean" = sum over classes, mean over batch.
     soft = F.kl_div(log_p_student, log_p_teacher, reduction="batchmean", log_target=True) * temperature**2
-    if alpha == 1:
-        return alpha * soft
-    hard = F.cross_entropy(student_logits, targets)
-    return alpha * soft + (1 - alpha) * hard
+    hard = F.cross_entropy(student_logits, targets) if targets is not None else None
+    return soft, hard
 
 
 class DistillationLoss(nn.Module):
@@ -153,15 +163,17 @@ class DistillationLoss(nn.Module):
 
 
 def _to_device(x: Any, device: torch.device) -> Any:
-    if isinstance(x, torch.Tensor):
-        return x.to(device, non_blocking=True)
-    if isinstance(x, Mapping):
-        return {k: _to_device(v, device) for k, v in x.items()}
-    raise TypeError(f"inputs must be a Tensor or a dict of Tensors, got {type(x).__name__}")
+    from tlcourse.train.loaders import to_device
+
+    if not isinstance(x, (torch.Tensor, Mapping)):
+        raise TypeError(f"inputs must be a Tensor or a dict of Tensors, got {type(x).__name__}")
+    return to_device(x, device)
 
 
 def _forward(model: nn.Module, inputs: Any) -> torch.Tensor:
-    return model(**inputs) if isinstance(inputs, Mapping) else model(inputs)
+    from tlcourse.train.classification import forward_logits
+
+    return forward_logits(model, inputs)
 
 
 def _device_of(model: nn.Module) -> torch.device:
@@ -266,6 +278,53 @@ def _stack(data: Dataset | DataLoader, batch_size: int) -> tuple[torch.Tensor, t
     return torch.cat(xs), torch.cat(ys)
 
 
+def _distill_loader(student: nn.Module, teacher: nn.Module | None, train_data: Dataset, teacher_outputs: Any,
+                    cache_teacher: bool, batch_size: int, seed: int | None, dev: torch.device) -> tuple[Any, bool]:
+    """The training batches, ``(x, y, teacher logits)`` when cached, else ``(x, y)``."""
+    from tlcourse.train.loaders import make_loader
+
+    cached = teacher_outputs is not None or cache_teacher
+    if teacher_outputs is not None:
+        check_tensor("teacher_outputs", teacher_outputs, ndim=2, dtype="float")
+        xs, ys = _stack(train_data, 1024)
+        if len(teacher_outputs) != len(xs):
+            raise ValueError(
+                f"teacher_outputs must hold one row per example of train_data ({len(xs)}), got {len(teacher_outputs)}"
+            )
+        data: Dataset = TensorDataset(xs, ys, teacher_outputs.detach().float().cpu())
+    elif cache_teacher:
+        assert teacher is not None
+        data = TensorDataset(*teacher_logits(teacher.to(dev), train_data, device=dev))
+    else:
+        data = train_data
+    generator = torch.Generator().manual_seed(seed if seed is not None else int(torch.initial_seed() % 2**31))
+    return make_loader(data, batch_size, True, dev, generator=generator), cached
+
+
+def distill_training_step(net: nn.Module, teacher: nn.Module | None, temperature: float, alpha: float,
+                          cached: bool) -> Callable[[Any], dict[str, Any]]:
+    """The engine step of :func:`distill`: Eq. (8.1) on one batch, teacher logits cached or computed."""
+    from tlcourse.train.classification import forward_logits
+
+    checked = [False]
+
+    def step(batch: Any) -> dict[str, Any]:
+        x, y, z = batch if cached else (*batch, None)
+        if z is None:
+            with torch.no_grad():
+                z = forward_logits(teacher, x)
+        logits = forward_logits(net, x)
+        if not checked[0]:  # once: validation reads the labels, which waits for the device
+            distillation_loss(logits.detach(), z, y, temperature=temperature, alpha=alpha)
+            checked[0] = True
+        soft, hard = soft_and_hard(logits, z, y, temperature)
+        loss = alpha * soft if alpha == 1 else alpha * soft + (1 - alpha) * hard
+        return {"loss": loss, "accuracy": (logits.detach().argmax(1) == y).float().mean(), "soft": soft.detach(),
+                "hard": hard.detach(), "batch_size": len(y)}
+
+    return step
+
+
 def distill(
     student: nn.Module,
     teacher: nn.Module | None,
@@ -285,25 +344,31 @@ def distill(
     val_data: Dataset | None = None,
     device: str | torch.device | None = None,
     seed: int | None = None,
-    progress: bool | None = None,
+    progress: bool = False,
+    **engine_options: Any,
 ) -> "History":
     """Train ``student`` to imitate ``teacher`` on ``train_data`` for ``epochs`` epochs.
 
-    A small, readable loop built from :class:`DistillationLoss` and :func:`distill_step`
-    (AdamW by default; ``scheduler`` is a learning-rate scheduler or a factory
-    ``optimizer → scheduler``, stepped every epoch or every step as ``scheduler_interval`` says,
-    as in :func:`tlcourse.train.fit`). With ``alpha=0`` it is plain cross-entropy training in the
-    very same loop: the fair "student trained alone" baseline. With ``cache_teacher=True`` the
-    teacher's logits are computed once
-    (:func:`teacher_logits`); pass ``teacher_outputs`` (logits for ``train_data`` in order, e.g.
-    shared by a sweep) and ``teacher=None`` to skip even that. Set ``cache_teacher=False`` when
-    ``train_data`` applies random augmentation, so the teacher sees every augmented batch.
+    One step is Eq. (8.1) on a batch (AdamW by default; ``scheduler`` is a learning-rate
+    scheduler or a factory ``optimizer → scheduler``, stepped every epoch or every step as
+    ``scheduler_interval`` says, as in :func:`tlcourse.train.fit`), run by the engine
+    (:class:`~tlcourse.train.engine.Engine`; ``engine_options`` such as ``amp``,
+    ``channels_last``, ``compile``, ``accumulate``, ``grad_clip``, ``sync_batchnorm``,
+    ``checkpoint`` and ``resume`` go to it). With ``alpha=0`` it is plain cross-entropy training
+    in the very same loop: the fair "student trained alone" baseline. With
+    ``cache_teacher=True`` the teacher's logits are computed once (:func:`teacher_logits`); pass
+    ``teacher_outputs`` (logits for ``train_data`` in order, e.g. shared by a sweep) and
+    ``teacher=None`` to skip even that. Set ``cache_teacher=False`` when ``train_data`` applies
+    random augmentation, so the teacher sees every augmented batch. Under ``torchrun`` the
+    student is wrapped in DDP and each process reads its slice of every global batch.
 
     Returns a :class:`tlcourse.train.History` with, per epoch, ``train_loss``,
     ``train_accuracy``, the two loss terms ``soft`` and ``hard`` and, with ``val_data``,
     ``val_loss`` and ``val_accuracy``.
     """
-    from tlcourse.train import History, evaluate
+    from tlcourse.train import Engine, evaluate
+    from tlcourse.train.classification import TRAIN_NAMES
+    from tlcourse.train.optimizers import make_scheduler
     from tlcourse.utils import get_device, seed_everything
 
     if not isinstance(student, nn.Module):
@@ -315,71 +380,30 @@ def distill(
     epochs = check_int("epochs", epochs, minimum=1)
     batch_size = check_int("batch_size", batch_size, minimum=1)
     check_positive("lr", lr)
+    check_positive("temperature", temperature)
+    check_probability("alpha", alpha)
     check_choice("scheduler_interval", scheduler_interval, ("epoch", "step"))
     if len(train_data) == 0:  # type: ignore[arg-type]
         raise ValueError("train_data is empty: expected at least one example")
-    loss_fn = DistillationLoss(temperature=temperature, alpha=alpha)
     if seed is not None:
         seed_everything(seed)
     dev = get_device(device)
     student.to(dev)
-    if teacher is not None:
-        teacher.to(dev)
     if optimizer is None:
         optimizer = torch.optim.AdamW(student.parameters(), lr=lr, weight_decay=weight_decay)
-    if scheduler is not None and not hasattr(scheduler, "step"):
-        scheduler = scheduler(optimizer)
-    generator = torch.Generator().manual_seed(seed if seed is not None else int(torch.initial_seed() % 2**31))
-    pin = dev.type == "cuda"
-    cached = teacher_outputs is not None or cache_teacher
-    if teacher_outputs is not None:
-        check_tensor("teacher_outputs", teacher_outputs, ndim=2, dtype="float")
-        xs, ys = _stack(train_data, 1024)
-        if len(teacher_outputs) != len(xs):
-            raise ValueError(
-                f"teacher_outputs must hold one row per example of train_data ({len(xs)}), got {len(teacher_outputs)}"
-            )
-        zs = teacher_outputs.detach().float().cpu()
-    elif cache_teacher:
-        assert teacher is not None
-        xs, ys, zs = teacher_logits(teacher, train_data, device=dev)
-    if cached:
-        loader: Iterable = DataLoader(
-            TensorDataset(xs, ys, zs), batch_size=batch_size, shuffle=True, generator=generator, pin_memory=pin
-        )
-    else:
-        loader = DataLoader(train_data, batch_size=batch_size, shuffle=True, generator=generator, pin_memory=pin)
+    sched = make_scheduler(scheduler, optimizer)
+    loader, cached = _distill_loader(student, teacher, train_data, teacher_outputs, cache_teacher, batch_size, seed, dev)
+    modules = {"student": student} if cached else {"student": student, "teacher": teacher}
+    engine = Engine(modules, {"optimizer": optimizer}, schedulers={"scheduler": sched} if sched else None,
+                    scheduler_interval=scheduler_interval, frozen=("teacher",), device=dev, desc="distill",
+                    rename=TRAIN_NAMES, progress=progress, **engine_options)
+    net = engine.prepare(student, ddp=True)
 
-    history = History()
-    epoch_iter: Iterable[int] = range(epochs)
-    if progress:
-        from tqdm.auto import tqdm
+    def validate(epoch: int) -> dict[str, float]:
+        val = evaluate(net, val_data, device=dev)
+        return {"val_loss": val["loss"], "val_accuracy": val["accuracy"]}
 
-        epoch_iter = tqdm(epoch_iter, desc="distill", mininterval=1.0)
-    for epoch in epoch_iter:
-        sums: dict[str, float] = {}
-        seen = 0
-        for batch in loader:
-            if cached:
-                x, y, z = batch
-                stats = distill_step(student, None, x, y, optimizer, loss_fn, teacher_logits=z)
-            else:
-                x, y = batch
-                stats = distill_step(student, teacher, x, y, optimizer, loss_fn)
-            if scheduler is not None and scheduler_interval == "step":
-                scheduler.step()
-            n = len(y)
-            seen += n
-            for key, value in stats.items():
-                sums[key] = sums.get(key, 0.0) + value * n
-        if scheduler is not None and scheduler_interval == "epoch":
-            scheduler.step()
-        record = {"epoch": epoch + 1, "train_loss": sums["loss"] / seen, "train_accuracy": sums["accuracy"] / seen}
-        record["soft"] = sums["soft"] / seen
-        record["hard"] = sums["hard"] / seen
-        if val_data is not None:
-            val = evaluate(student, val_data, device=dev)
-            record["val_loss"], record["val_accuracy"] = val["loss"], val["accuracy"]
-        history.records.append(record)
+    history = engine.run(loader, distill_training_step(net, teacher, temperature, alpha, cached), epochs=epochs,
+                         at_epoch_end=validate if val_data is not None else None)
     student.eval()
     return history

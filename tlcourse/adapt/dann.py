@@ -50,7 +50,11 @@ class DomainAdversarialLoss(nn.Module):
 
     Attributes:
         lambda_: the current gradient-reversal weight.
-        discriminator_accuracy: fraction of the last batch the discriminator got right.
+        discriminator_accuracy: fraction of the last batch the discriminator got right, as a 0-d
+            tensor on the features' device (``float(...)`` reads it; not reading it every step
+            keeps an accelerator from waiting).
+        step: training-mode calls so far (where the λ schedule stands); saved in
+            ``state_dict()`` as extra state, so a resumed run continues the schedule.
     """
 
     def __init__(
@@ -74,7 +78,7 @@ class DomainAdversarialLoss(nn.Module):
         self.max_steps = None if max_steps is None else check_int("max_steps", max_steps, minimum=1)
         self.schedule = bool(schedule)
         self.step = 0
-        self.discriminator_accuracy = float("nan")
+        self.discriminator_accuracy: torch.Tensor | float = float("nan")
 
     @property
     def lambda_(self) -> float:
@@ -96,8 +100,15 @@ class DomainAdversarialLoss(nn.Module):
         loss_s = F.binary_cross_entropy_with_logits(logits[: len(f_s)], labels[: len(f_s)])
         loss_t = F.binary_cross_entropy_with_logits(logits[len(f_s) :], labels[len(f_s) :])
         with torch.no_grad():
-            self.discriminator_accuracy = ((logits > 0).float() == labels).float().mean().item()
+            self.discriminator_accuracy = ((logits > 0).float() == labels).float().mean()
         return 0.5 * (loss_s + loss_t)
+
+    def get_extra_state(self) -> dict[str, Any]:
+        return {"step": self.step, "max_steps": self.max_steps}
+
+    def set_extra_state(self, state: dict[str, Any]) -> None:
+        self.step, self.max_steps = int(state["step"]), state["max_steps"]
+        self._update_lambda()
 
     def extra_repr(self) -> str:
         return f"gamma={self.gamma:g}, max_steps={self.max_steps}, schedule={self.schedule}"
@@ -134,16 +145,19 @@ def train_dann(
     discriminator: nn.Module | None = None,
     gamma: float = 10.0,
     **kwargs: Any,
-) -> tuple[History, DomainAdversarialLoss]:
+) -> History:
     """Train ``model`` with DANN for ``epochs`` (see :func:`~tlcourse.adapt.loop.train_adaptation`
     for the other keyword arguments); the λ schedule spans the whole run.
 
-    Returns the history and the trained :class:`DomainAdversarialLoss` (with its discriminator).
+    Returns the history; the trained :class:`DomainAdversarialLoss` (with its discriminator) is
+    ``history.adversarial_loss``.
     """
     if discriminator is None:
-        if not hasattr(model, "backbone") or not hasattr(model.backbone, "feature_dim"):
+        feature_dim = getattr(getattr(model, "backbone", None), "feature_dim", getattr(model, "num_features", None))
+        if feature_dim is None:
             raise ValueError("pass a discriminator, or a model whose backbone has a feature_dim")
-        discriminator = DomainDiscriminator(int(model.backbone.feature_dim))
+        discriminator = DomainDiscriminator(int(feature_dim))
     adv = DomainAdversarialLoss(discriminator, gamma=gamma)
     history = train_adaptation(model, source, target, adv, epochs=epochs, **kwargs)
-    return history, adv
+    history.adversarial_loss = adv
+    return history

@@ -18,6 +18,7 @@ discriminator on *features*, pixel-level methods put it on *images*.
 from __future__ import annotations
 
 from collections.abc import Sequence
+from typing import Any
 
 import numpy as np
 import torch
@@ -29,6 +30,7 @@ from tlcourse.checks import check_int, check_positive, check_tensor
 __all__ = [
     "mlp",
     "gan_losses",
+    "gan_1d_update",
     "train_gan_1d",
     "gaussian_pdf",
     "kde",
@@ -73,6 +75,39 @@ def gan_losses(
     return loss_d, loss_g
 
 
+def gan_1d_update(
+    ctx: Any,
+    generator: nn.Module,
+    discriminator: nn.Module,
+    opt_g: torch.optim.Optimizer,
+    opt_d: torch.optim.Optimizer,
+    real: torch.Tensor,
+    noise: torch.Tensor,
+    non_saturating: bool = True,
+) -> dict[str, torch.Tensor]:
+    """One alternating GAN step, book Eq. (6.3): a discriminator update, then a generator update.
+
+    ``ctx`` does the backward passes and optimizer steps (:class:`~tlcourse.train.engine.PlainContext`
+    in your own loop, the engine's context in :func:`train_gan_1d`). Returns ``loss_d``,
+    ``loss_g`` and ``d_real``/``d_fake``, the mean probabilities the discriminator assigns to
+    real and generated samples, as tensors.
+    """
+    fake = generator(noise)
+    loss_d, _ = gan_losses(discriminator(real), discriminator(fake.detach()), non_saturating)
+    ctx.zero_grad(opt_d)
+    ctx.backward(loss_d)
+    ctx.step(opt_d)
+    d_fake = discriminator(fake)
+    _, loss_g = gan_losses(discriminator(real).detach(), d_fake, non_saturating)
+    ctx.zero_grad(opt_g)
+    ctx.backward(loss_g)
+    ctx.step(opt_g)
+    with torch.no_grad():
+        d_real = torch.sigmoid(discriminator(real)).mean()
+    return {"loss_d": loss_d.detach(), "loss_g": loss_g.detach(), "d_real": d_real,
+            "d_fake": torch.sigmoid(d_fake.detach()).mean()}
+
+
 def train_gan_1d(
     data: torch.Tensor,
     steps: int = 1500,
@@ -82,14 +117,27 @@ def train_gan_1d(
     lr: float = 2e-3,
     non_saturating: bool = True,
     seed: int = 0,
-) -> tuple[nn.Module, nn.Module, dict[str, list[float]]]:
+    *,
+    steps_per_epoch: int = 100,
+    device: str | torch.device | None = None,
+    progress: bool = False,
+    **engine_options: Any,
+) -> Any:
     """Fit a GAN to the 1-D sample ``data`` with alternating Adam steps (one D step, one G step).
 
-    Returns ``(generator, discriminator, history)``; the generator maps ``(n, noise_dim)``
-    standard normal noise to ``(n, 1)`` samples, the discriminator returns logits, and
-    ``history`` holds the per-step ``loss_d``, ``loss_g`` and ``d_real``/``d_fake`` (mean
-    probabilities the discriminator assigns to real and generated samples).
+    ``steps`` steps of ``batch_size`` samples (per process) drawn with replacement, on the
+    engine in epochs of ``steps_per_epoch`` steps (``engine_options``: ``amp``, ``compile``,
+    ``grad_clip``, ``checkpoint``, ``resume``, ``nan_check_every``). Returns a
+    :class:`~tlcourse.train.History` whose ``steps`` hold the per-step ``loss_d``, ``loss_g``,
+    ``d_real`` and ``d_fake`` (:func:`gan_1d_update`); the trained networks are
+    ``history.generator``, which maps ``(n, noise_dim)`` standard normal noise to ``(n, 1)``
+    samples, and ``history.discriminator``, which returns logits, both in data units.
     """
+    from tlcourse.distributed import rank_slice
+    from tlcourse.train import Engine
+    from tlcourse.train.engine import check_engine_options
+    from tlcourse.train.loaders import RandomBatches
+
     check_tensor("data", data, ndim=(1, 2), dtype="float")
     if data.ndim == 2 and data.shape[1] != 1:
         raise ValueError(f"data must be 1-D (n,) or (n, 1), got shape {tuple(data.shape)}")
@@ -98,35 +146,33 @@ def train_gan_1d(
     steps = check_int("steps", steps, minimum=1)
     batch_size = check_int("batch_size", batch_size, minimum=1)
     noise_dim = check_int("noise_dim", noise_dim, minimum=1)
+    steps_per_epoch = check_int("steps_per_epoch", steps_per_epoch, minimum=1)
     check_positive("lr", lr)
+    options = check_engine_options(engine_options, ("amp", "compile", "grad_clip", "checkpoint", "resume",
+                                                    "nan_check_every"))
     data = data.reshape(-1, 1).float()
     gen = torch.Generator().manual_seed(seed)
     torch.manual_seed(seed)
-    generator = mlp(noise_dim, hidden, 1)
-    discriminator = mlp(1, hidden, 1)
+    generator, discriminator = mlp(noise_dim, hidden, 1), mlp(1, hidden, 1)
     # The data are standardised inside, so one learning rate fits any scale.
     mean, std = data.mean(), data.std().clamp_min(1e-6)
     opt_g = torch.optim.Adam(generator.parameters(), lr=lr, betas=(0.5, 0.999))
     opt_d = torch.optim.Adam(discriminator.parameters(), lr=lr, betas=(0.5, 0.999))
-    history: dict[str, list[float]] = {"loss_d": [], "loss_g": [], "d_real": [], "d_fake": []}
-    for _ in range(steps):
-        real = (data[torch.randint(len(data), (batch_size,), generator=gen)] - mean) / std
-        fake = generator(torch.randn(batch_size, noise_dim, generator=gen))
-        loss_d, _ = gan_losses(discriminator(real), discriminator(fake.detach()), non_saturating)
-        opt_d.zero_grad()
-        loss_d.backward()
-        opt_d.step()
-        d_fake = discriminator(fake)
-        _, loss_g = gan_losses(discriminator(real).detach(), d_fake, non_saturating)
-        opt_g.zero_grad()
-        loss_g.backward()
-        opt_g.step()
-        history["loss_d"].append(loss_d.item())
-        history["loss_g"].append(loss_g.item())
-        with torch.no_grad():
-            history["d_real"].append(torch.sigmoid(discriminator(real)).mean().item())
-            history["d_fake"].append(torch.sigmoid(d_fake).mean().item())
-    return _Destandardise(generator, mean, std), _Standardise(discriminator, mean, std), history
+    loader = RandomBatches({"real": torch.utils.data.TensorDataset((data - mean) / std)}, {"real": batch_size},
+                           steps_per_epoch, gen, total=steps)
+    engine = Engine({"generator": generator, "discriminator": discriminator}, {"discriminator": opt_d,
+                    "generator": opt_g}, device=device, progress=progress, desc="gan", trace=True, **options)
+    nets = engine.prepare(generator), engine.prepare(discriminator)
+
+    def step(batch: Any, ctx: Any) -> dict[str, torch.Tensor]:
+        (real,) = batch["real"]
+        noise = rank_slice(torch.randn(len(real) * ctx.world_size, noise_dim, generator=gen)).to(ctx.device)
+        return gan_1d_update(ctx, *nets, opt_g, opt_d, real, noise, non_saturating)
+
+    history = engine.run(loader, step, epochs=-(-steps // steps_per_epoch), manual=True)
+    history.generator = _Destandardise(generator.cpu(), mean, std)
+    history.discriminator = _Standardise(discriminator.cpu(), mean, std)
+    return history
 
 
 class _Destandardise(nn.Module):

@@ -1,4 +1,4 @@
-"""One training loop for every feature-level adaptation method (source-only, MMD, CORAL, DANN).
+"""One training loop for every feature-level adaptation method (source-only, MMD, CORAL, DANN, CDAN).
 
 Feature-level unsupervised domain adaptation minimises (book Eq. (6.5))
 
@@ -7,17 +7,32 @@ Feature-level unsupervised domain adaptation minimises (book Eq. (6.5))
 the classification loss on labelled source images plus a *transfer loss* ``D`` that measures how
 far apart the source and target features are: an MMD (Long et al., 2015), the CORAL distance
 (Sun & Saenko, 2016) or the loss of a domain discriminator behind a gradient reversal layer
-(Ganin et al., 2016). Each is a plain ``nn.Module`` called as ``transfer_loss(f_s, f_t)``, so
-the loop below is the whole recipe and a user can copy :func:`adaptation_step` into their own.
+(Ganin et al., 2016). Each is a plain ``nn.Module`` called as ``transfer_loss(f_s, f_t)``; a
+loss that also needs the classifier's predictions (CDAN, Long et al., 2018) sets
+``uses_logits = True`` and is called as ``transfer_loss(f_s, f_t, logits_s, logits_t)``.
+:func:`adaptation_losses` is the whole recipe; :func:`adaptation_step` runs it once in your own
+loop, :func:`train_adaptation` runs it on the engine (:class:`~tlcourse.train.engine.Engine`).
 
-Target labels are never read: ``target`` is a tensor of images (or a dataset whose labels are
-ignored).
+**Models.** Any model that exposes features and logits, in one of two ways
+(:func:`feature_parts`): ``.backbone`` (inputs → features) and ``.head`` (features → logits)
+modules, like the course's :class:`~tlcourse.adapt.nets.LeNet` and
+:class:`~tlcourse.models.SmallResNet`, or timm-style ``forward_features(x)`` and
+``forward_head(f)`` methods.
+
+**Data.** The labelled source is a ``Dataset`` of ``(image, label)`` (or an ``(images, labels)``
+pair); the target is a tensor of images or a dataset whose labels are never read.
+
+**Several processes.** Under ``torchrun`` each process computes the features of its slice of the
+source and target batches; the transfer loss sees the features of the *global* batches, gathered
+with their gradients (:func:`~tlcourse.distributed.gather_with_grad`), so MMD and CORAL measure
+the same discrepancy as one process would, and gradients are averaged at each optimizer step.
+With batch norm in the backbone, pass ``sync_batchnorm=True`` for statistics over the global batch.
 """
 
 from __future__ import annotations
 
 import math
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable, Iterator
 from typing import Any
 
 import torch
@@ -25,16 +40,20 @@ import torch.nn.functional as F
 from torch import nn
 
 from tlcourse.adapt.grl import dann_lr_scheduler
-from tlcourse.checks import check_choice, check_int, check_non_negative, check_positive, check_tensor
-from tlcourse.train import History
+from tlcourse.checks import check_choice, check_int, check_non_negative, check_positive
+from tlcourse.distributed import gather_with_grad
+from tlcourse.train import Engine, History
+from tlcourse.train.classification import check_class_labels
+from tlcourse.train.engine import check_engine_options
 from tlcourse.train.features import extract_features
-from tlcourse.utils import get_device
+from tlcourse.train.loaders import as_dataset, fetch, paired_loader
 
 __all__ = [
-    "as_tensors",
-    "epoch_range",
+    "feature_parts",
+    "head_parameters",
     "paired_batches",
     "make_optimizer",
+    "adaptation_losses",
     "adaptation_step",
     "train_adaptation",
     "extract_features",
@@ -42,43 +61,39 @@ __all__ = [
 ]
 
 
-def as_tensors(name: str, data: Any, labelled: bool = True) -> tuple[torch.Tensor, torch.Tensor | None]:
-    """``(images, labels)`` from a dataset with ``.images``/``.labels``, a tuple, or a tensor.
+class _Method(nn.Module):
+    """A module whose forward is one method of another module (timm's ``forward_features``...)."""
 
-    With ``labelled=False`` the labels (if any) are dropped: that is how target data enter.
+    def __init__(self, model: nn.Module, method: str) -> None:
+        super().__init__()
+        self.model, self.method = model, method
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return getattr(self.model, self.method)(x)
+
+
+def feature_parts(model: nn.Module) -> tuple[nn.Module, nn.Module]:
+    """``(features, head)`` of a model: its ``.backbone``/``.head`` modules or timm-style methods.
+
+    Raises a ``TypeError`` saying what is needed when ``model`` offers neither.
     """
-    labels = None
-    if isinstance(data, torch.Tensor):
-        images = data
-    elif isinstance(data, (tuple, list)) and len(data) == 2:
-        images, labels = data
-    elif hasattr(data, "images"):
-        images, labels = data.images, getattr(data, "labels", None)
-    else:
-        raise TypeError(
-            f"{name} must be an ArrayDataset, an (images, labels) tuple or an image tensor, got {type(data).__name__}"
-        )
-    check_tensor(f"{name} images", images, ndim=4, dtype="float")
-    if len(images) == 0:
-        raise ValueError(f"{name} is empty: expected at least one image")
-    if not labelled:
-        return images, None
-    if labels is None:
-        raise ValueError(f"{name} must carry labels (an ArrayDataset or an (images, labels) tuple)")
-    labels = torch.as_tensor(labels)
-    check_tensor(f"{name} labels", labels, ndim=1, dtype="int")
-    if len(labels) != len(images):
-        raise ValueError(f"{name} images and labels must have the same length, got {len(images)} and {len(labels)}")
-    return images, labels.long()
+    if isinstance(getattr(model, "backbone", None), nn.Module) and isinstance(getattr(model, "head", None), nn.Module):
+        return model.backbone, model.head
+    if callable(getattr(model, "forward_features", None)) and callable(getattr(model, "forward_head", None)):
+        return _Method(model, "forward_features"), _Method(model, "forward_head")
+    raise TypeError(
+        f"model ({type(model).__name__}) must expose features and logits: either .backbone (inputs → features) and "
+        ".head (features → logits) modules, or timm-style forward_features(x) and forward_head(features) methods"
+    )
 
 
-def epoch_range(epochs: int, progress: bool = False) -> Iterable[int]:
-    """``range(epochs)``, wrapped in a ``tqdm.auto`` progress bar when ``progress`` is true."""
-    if not progress:
-        return range(epochs)
-    from tqdm.auto import tqdm
-
-    return tqdm(range(epochs), desc="epochs")
+def head_parameters(model: nn.Module) -> list[nn.Parameter]:
+    """Parameters of the classifier head: ``model.head``'s, or timm's ``get_classifier()``'s."""
+    if isinstance(getattr(model, "backbone", None), nn.Module) and isinstance(getattr(model, "head", None), nn.Module):
+        return list(model.head.parameters())
+    feature_parts(model)  # a clear TypeError for a model without the protocol
+    get_classifier = getattr(model, "get_classifier", None)
+    return list(get_classifier().parameters()) if callable(get_classifier) else []
 
 
 def paired_batches(
@@ -87,7 +102,8 @@ def paired_batches(
     """Index pairs ``(source_idx, target_idx)`` for one epoch over the source set.
 
     The source is shuffled and cut into ``n_source // batch_size`` full batches; target indices
-    come from a shuffled pass over the target set, restarted whenever it runs out.
+    come from a shuffled pass over the target set, restarted whenever it runs out (the order
+    :class:`~tlcourse.train.loaders.PairedBatches` uses).
     """
     check_int("n_source", n_source, minimum=1)
     check_int("n_target", n_target, minimum=1)
@@ -113,6 +129,65 @@ def make_optimizer(
     return torch.optim.SGD(params, lr=lr, momentum=momentum, weight_decay=weight_decay)
 
 
+def adaptation_losses(
+    features: nn.Module,
+    head: nn.Module,
+    transfer_loss: nn.Module | None,
+    xs: torch.Tensor,
+    ys: torch.Tensor,
+    xt: torch.Tensor | None = None,
+    trade_off: float = 1.0,
+    concat: bool = False,
+) -> dict[str, torch.Tensor]:
+    """Book Eq. (6.5) on one batch: ``CE(head(f_s), y_s) + trade_off · transfer_loss(f_s, f_t)``.
+
+    With ``concat=False`` (default) the source and target batches go through ``features``
+    separately, so every batch-norm layer normalises each domain with its own statistics (the
+    training-time side of AdaBN; evaluate with :func:`tlcourse.adapt.adabn.adapt_batchnorm`).
+    ``concat=True`` feeds one mixed batch, as in the original DANN. ``transfer_loss=None`` is
+    plain source-only training (``xt`` is then ignored). Returns ``loss`` (to back-propagate),
+    ``cls_loss``, ``transfer_loss``, ``source_accuracy`` and, for an adversarial transfer loss,
+    ``discriminator_accuracy`` — all tensors, read without waiting for the device.
+    """
+    return _forward_losses(features, head, transfer_loss, xs, ys, xt, trade_off, concat)[0]
+
+
+def _forward_losses(features: nn.Module, head: nn.Module, transfer_loss: nn.Module | None, xs: torch.Tensor,
+                    ys: torch.Tensor, xt: torch.Tensor | None, trade_off: float, concat: bool) -> tuple[dict, torch.Tensor]:
+    if transfer_loss is None:
+        fs, ft = features(xs), None
+    else:
+        if xt is None:
+            raise ValueError("xt (a batch of target images) is required when transfer_loss is given")
+        if len(xt) == 0 or len(xs) == 0:
+            raise ValueError(f"xs and xt must be non-empty batches, got {len(xs)} and {len(xt)} images")
+        transfer_loss.train()
+        if concat:
+            feats = features(torch.cat([xs, xt]))
+            fs, ft = feats[: len(xs)], feats[len(xs) :]
+        else:
+            fs, ft = features(xs), features(xt)
+    logits = head(fs)
+    cls_loss = F.cross_entropy(logits, ys)
+    if transfer_loss is None:
+        tl = torch.zeros((), device=cls_loss.device)
+    elif getattr(transfer_loss, "uses_logits", False):
+        tl = transfer_loss(gather_with_grad(fs), gather_with_grad(ft), gather_with_grad(logits),
+                           gather_with_grad(head(ft)))
+    else:
+        tl = transfer_loss(gather_with_grad(fs), gather_with_grad(ft))
+    out = {
+        "loss": cls_loss + trade_off * tl,
+        "cls_loss": cls_loss.detach(),
+        "transfer_loss": tl.detach(),
+        "source_accuracy": (logits.detach().argmax(1) == ys).float().mean(),
+    }
+    accuracy = getattr(transfer_loss, "discriminator_accuracy", None)
+    if accuracy is not None:
+        out["discriminator_accuracy"] = accuracy
+    return out, logits
+
+
 def adaptation_step(
     model: nn.Module,
     transfer_loss: nn.Module | None,
@@ -123,53 +198,54 @@ def adaptation_step(
     trade_off: float = 1.0,
     concat: bool = False,
 ) -> dict[str, float]:
-    """One step of book Eq. (6.5): ``CE(head(f_s), y_s) + trade_off · transfer_loss(f_s, f_t)``.
+    """One optimizer step of :func:`adaptation_losses` for your own loop; returns the metrics as floats.
 
-    ``model`` must have a ``backbone`` (images → features) and a ``head`` (features → logits).
-    With ``concat=False`` (default) the source and target batches go through the backbone
-    separately, so every batch-norm layer normalises each domain with its own statistics (the
-    training-time side of AdaBN; evaluate with :func:`tlcourse.adapt.adabn.adapt_batchnorm`).
-    ``concat=True`` feeds one mixed batch, as in the original DANN.
-    ``transfer_loss=None`` is plain source-only training (``xt`` is then ignored).
-
-    Returns the step's ``loss``, ``cls_loss``, ``transfer_loss`` and ``source_accuracy`` (and the
-    ``discriminator_accuracy`` of an adversarial transfer loss).
+    ``model`` exposes its features and logits (:func:`feature_parts`); ``optimizer`` holds its
+    parameters and those of ``transfer_loss`` (a discriminator), if any.
     """
-    if not (hasattr(model, "backbone") and hasattr(model, "head")):
-        raise TypeError("model must have a .backbone (images → features) and a .head (features → logits)")
     check_non_negative("trade_off", trade_off)
+    features, head = feature_parts(model)
     model.train()
-    if transfer_loss is None:
-        fs, ft = model.backbone(xs), None
-    else:
-        if xt is None:
-            raise ValueError("xt (a batch of target images) is required when transfer_loss is given")
-        if len(xt) == 0 or len(xs) == 0:
-            raise ValueError(f"xs and xt must be non-empty batches, got {len(xs)} and {len(xt)} images")
-        transfer_loss.train()
-        if concat:
-            feats = model.backbone(torch.cat([xs, xt]))
-            fs, ft = feats[: len(xs)], feats[len(xs) :]
-        else:
-            fs, ft = model.backbone(xs), model.backbone(xt)
-    logits = model.head(fs)
-    cls_loss = F.cross_entropy(logits, ys)
-    tl = transfer_loss(fs, ft) if transfer_loss is not None else torch.zeros((), device=cls_loss.device)
-    loss = cls_loss + trade_off * tl
+    out = adaptation_losses(features, head, transfer_loss, xs, ys, xt, trade_off, concat)
+    loss = out["loss"]
     if not torch.isfinite(loss):
         raise FloatingPointError(f"the loss became {loss.item()} (try a smaller lr or trade_off)")
     optimizer.zero_grad(set_to_none=True)
     loss.backward()
     optimizer.step()
-    out = {
-        "loss": loss.item(),
-        "cls_loss": cls_loss.item(),
-        "transfer_loss": tl.item(),
-        "source_accuracy": (logits.argmax(1) == ys).float().mean().item(),
-    }
-    if transfer_loss is not None and hasattr(transfer_loss, "discriminator_accuracy"):
-        out["discriminator_accuracy"] = float(transfer_loss.discriminator_accuracy)
-    return out
+    return {k: float(v.detach()) if isinstance(v, torch.Tensor) else float(v) for k, v in out.items()}
+
+
+def _adaptation_data(source: Any, target: Any, needs_target: bool) -> tuple[Any, Any]:
+    source = as_dataset("source", source)
+    if not needs_target:
+        return source, None
+    if target is None:
+        raise ValueError("target images are required when transfer_loss is given")
+    target = as_dataset("target", target, labelled=False)
+    if not isinstance(source, torch.utils.data.DataLoader) and not isinstance(target, torch.utils.data.DataLoader):
+        shape_s, shape_t = fetch(source, torch.tensor([0]))[0].shape, fetch(target, torch.tensor([0]))[0].shape
+        if shape_s[2:] != shape_t[2:]:
+            raise ValueError(f"source and target images must have the same height and width, got "
+                             f"{tuple(shape_s[1:])} and {tuple(shape_t[1:])}")
+    return source, target
+
+
+def adaptation_training_step(features: nn.Module, head: nn.Module, transfer_loss: nn.Module | None,
+                             trade_off: float, concat: bool) -> Callable[[Any], dict[str, Any]]:
+    """The engine step of :func:`train_adaptation` for batches ``((x_s, y_s), (x_t, ...))``."""
+    checked = [False]
+
+    def step(batch: Any) -> dict[str, Any]:
+        (xs, ys, *_), target = batch
+        out, logits = _forward_losses(features, head, transfer_loss, xs, ys, target[0] if target else None,
+                                      trade_off, concat)
+        if not checked[0]:  # once: reading the labels' range waits for the device
+            check_class_labels(logits, ys)
+            checked[0] = True
+        return out
+
+    return step
 
 
 def train_adaptation(
@@ -190,82 +266,68 @@ def train_adaptation(
     seed: int | None = None,
     progress: bool = False,
     callback: Callable[[int, nn.Module], dict[str, float]] | None = None,
+    **engine_options: Any,
 ) -> History:
-    """Train ``model`` (in place) with :func:`adaptation_step` for ``epochs`` passes over the source.
+    """Train ``model`` (in place) with :func:`adaptation_losses` for ``epochs`` passes over the source.
 
     Args:
-        model: a network with ``backbone`` and ``head`` (e.g. :class:`~tlcourse.adapt.nets.LeNet`).
-        source: labelled source data (``ArrayDataset`` or ``(images, labels)``).
+        model: a network exposing features and logits (:func:`feature_parts`), e.g.
+            :class:`~tlcourse.adapt.nets.LeNet`.
+        source: labelled source data (a ``Dataset`` of ``(image, label)`` or ``(images, labels)``).
         target: unlabelled target images (a tensor, or a dataset whose labels are ignored);
             may be ``None`` for source-only training.
         transfer_loss: :class:`~tlcourse.adapt.dann.DomainAdversarialLoss`,
             :class:`~tlcourse.adapt.discrepancy.MMDLoss`, :class:`~tlcourse.adapt.discrepancy.CORALLoss`
-            or any module ``(f_s, f_t) → scalar``; its parameters (a discriminator) are trained too.
-            ``None`` trains on the source only.
+            or any module ``(f_s, f_t) → scalar`` (``(f_s, f_t, logits_s, logits_t)`` if it sets
+            ``uses_logits``); its parameters (a discriminator) are trained too. ``None`` trains on
+            the source only.
         epochs: passes over the source set (the paper's full schedule is far longer than the
-            book's CPU budget: raise it on a GPU).
+            book's CPU budget: raise it on a GPU). ``batch_size`` is per process.
         optimizer, lr, weight_decay: ``"adam"`` or ``"sgd"`` (momentum 0.9) and its settings.
         lr_schedule: anneal the rate as ``μ_0 / (1 + 10 p)^0.75`` (:func:`~tlcourse.adapt.grl.dann_lr`).
         trade_off: weight of the transfer loss.
         concat: one mixed batch through the backbone instead of one batch per domain.
         callback: ``callback(epoch, model) -> dict`` merged into each epoch's record (e.g. a
-            monitoring accuracy); the model is left in train mode after it returns.
+            monitoring accuracy); the model is back in train mode for the next epoch.
+        engine_options: ``amp``, ``channels_last``, ``compile``, ``accumulate``, ``grad_clip``,
+            ``sync_batchnorm``, ``checkpoint``, ``resume``, ``nan_check_every``
+            (see :class:`~tlcourse.train.engine.Engine`).
 
     Returns:
-        a :class:`~tlcourse.train.History` with per-epoch means of the step metrics (for an
-        adversarial loss also the discriminator's accuracy and the current ``lambda``).
+        a :class:`~tlcourse.train.History` with per-epoch means of the step metrics, the learning
+        rate and, for a loss with a schedule (DANN), the current ``lambda``.
     """
     epochs = check_int("epochs", epochs, minimum=1)
     batch_size = check_int("batch_size", batch_size, minimum=1)
     check_non_negative("trade_off", trade_off)
-    xs_all, ys_all = as_tensors("source", source)
-    xt_all = None
-    if transfer_loss is not None:
-        if target is None:
-            raise ValueError("target images are required when transfer_loss is given")
-        xt_all, _ = as_tensors("target", target, labelled=False)
-        if xt_all.shape[2:] != xs_all.shape[2:]:
-            raise ValueError(
-                f"source and target images must have the same height and width, got {tuple(xs_all.shape[1:])} "
-                f"and {tuple(xt_all.shape[1:])}"
-            )
-    dev = get_device(device)
-    model.to(dev)
+    options = check_engine_options(engine_options)
+    features, head = feature_parts(model)
+    source, target = _adaptation_data(source, target, transfer_loss is not None)
     params = list(model.parameters())
     if transfer_loss is not None:
-        transfer_loss.to(dev)
         params += [p for p in transfer_loss.parameters() if p.requires_grad]
     opt = make_optimizer(params, optimizer, lr, weight_decay)
-    steps_per_epoch = max(1, len(xs_all) // batch_size)
-    sched = dann_lr_scheduler(opt, epochs * steps_per_epoch) if lr_schedule else None
-    if transfer_loss is not None and hasattr(transfer_loss, "max_steps") and transfer_loss.max_steps is None:
-        transfer_loss.max_steps = epochs * steps_per_epoch  # λ schedule spans the whole run
     gen = torch.Generator().manual_seed(seed if seed is not None else int(torch.initial_seed() % 2**63))
     if seed is not None:
         torch.manual_seed(seed)
-    n_t = len(xt_all) if xt_all is not None else 1
-    history = History()
-    for epoch in epoch_range(epochs, progress):
-        sums: dict[str, float] = {}
-        steps = 0
-        for idx_s, idx_t in paired_batches(len(xs_all), n_t, batch_size, gen):
-            xs = xs_all[idx_s].to(dev, non_blocking=True)
-            ys = ys_all[idx_s].to(dev, non_blocking=True)
-            xt = xt_all[idx_t].to(dev, non_blocking=True) if xt_all is not None else None
-            out = adaptation_step(model, transfer_loss, opt, xs, ys, xt, trade_off, concat)
-            if sched is not None:
-                sched.step()
-            for k, v in out.items():
-                sums[k] = sums.get(k, 0.0) + v
-            steps += 1
-        record = {"epoch": float(epoch + 1), **{k: v / steps for k, v in sums.items()}}
-        record["lr"] = opt.param_groups[0]["lr"]
+    loader = paired_loader(source, target, batch_size, gen)
+    modules = {"model": model} if transfer_loss is None else {"model": model, "transfer_loss": transfer_loss}
+    if transfer_loss is not None and hasattr(transfer_loss, "max_steps") and transfer_loss.max_steps is None:
+        transfer_loss.max_steps = epochs * len(loader)  # λ schedule spans the whole run
+    schedulers = {"lr": dann_lr_scheduler(opt, epochs * len(loader))} if lr_schedule else None
+    engine = Engine(modules, {"optimizer": opt}, schedulers=schedulers, scheduler_interval="step", device=device,
+                    progress=progress, desc="adapt", **options)
+
+    def at_epoch_end(epoch: int) -> dict[str, float]:
+        record: dict[str, float] = {}
         if transfer_loss is not None and hasattr(transfer_loss, "lambda_"):
             record["lambda"] = float(transfer_loss.lambda_)
         if callback is not None:
             record.update(callback(epoch + 1, model))
-            model.train()
-        history.records.append(record)
+        return record
+
+    step = adaptation_training_step(engine.prepare(features), engine.prepare(head), transfer_loss, trade_off, concat)
+    history = engine.run(loader, step, epochs=epochs, at_epoch_end=at_epoch_end)
     model.eval()
     return history
 
@@ -273,11 +335,11 @@ def train_adaptation(
 @torch.no_grad()
 def accuracy_on(model: nn.Module, data: Any, batch_size: int = 500) -> float:
     """Top-1 accuracy of ``model`` (eval mode) on a labelled dataset or ``(images, labels)``."""
-    images, labels = as_tensors("data", data)
+    dataset = as_dataset("data", data)
     model.eval()
     dev = next(model.parameters()).device
     correct = 0
-    for i in range(0, len(images), batch_size):
-        logits = model(images[i : i + batch_size].to(dev))
-        correct += int((logits.argmax(1).cpu() == labels[i : i + batch_size]).sum())
-    return correct / len(images)
+    for start in range(0, len(dataset), batch_size):
+        images, labels, *_ = fetch(dataset, torch.arange(start, min(start + batch_size, len(dataset))))
+        correct += int((model(images.to(dev)).argmax(1).cpu() == labels).sum())
+    return correct / len(dataset)

@@ -25,6 +25,7 @@ backgrounds, not to move them.
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from typing import Any
 
 import torch
@@ -32,12 +33,14 @@ import torch.nn.functional as F
 from torch import nn
 
 from tlcourse.adapt.gan import gan_losses
-from tlcourse.adapt.loop import as_tensors, epoch_range, paired_batches
+from tlcourse.adapt.loop import feature_parts
 from tlcourse.checks import check_int, check_non_negative, check_positive, check_tensor
-from tlcourse.train import History
-from tlcourse.utils import get_device
+from tlcourse.distributed import gather_with_grad, rank_slice
+from tlcourse.train import Engine, History
+from tlcourse.train.engine import PlainContext, check_engine_options
+from tlcourse.train.loaders import as_dataset, paired_loader
 
-__all__ = ["PixelGenerator", "ImageDiscriminator", "pixel_da_step", "train_pixel_da", "translate"]
+__all__ = ["PixelGenerator", "ImageDiscriminator", "pixel_da_update", "pixel_da_step", "train_pixel_da", "translate"]
 
 
 class PixelGenerator(nn.Module):
@@ -114,9 +117,90 @@ class ImageDiscriminator(nn.Module):
             raise ValueError(f"x must have shape (N, {self.channels}, 28, 28), got {tuple(x.shape)}")
         h = self.features(2 * x - 1)
         # Minibatch standard deviation (Karras et al., 2018): one feature telling D how varied the
-        # batch is, so a generator that collapses to a single style is easy to catch.
-        spread = h.std(0, unbiased=False).mean() if len(h) > 1 else h.new_zeros(())
+        # batch is, so a generator that collapses to a single style is easy to catch. Under
+        # torchrun it is the spread of the global batch (gathered with its gradient).
+        pooled = gather_with_grad(h)
+        spread = pooled.std(0, unbiased=False).mean() if len(pooled) > 1 else h.new_zeros(())
         return self.out(torch.cat([h, spread.expand(len(h), 1)], dim=1)).squeeze(1)
+
+
+def pixel_da_update(
+    ctx: Any,
+    generator: nn.Module,
+    discriminator: nn.Module,
+    classifier: nn.Module,
+    opt_g: torch.optim.Optimizer,
+    opt_d: torch.optim.Optimizer,
+    xs: torch.Tensor,
+    ys: torch.Tensor,
+    xt: torch.Tensor,
+    weights: Mapping[str, float],
+    z: torch.Tensor | None = None,
+    feature_loss: nn.Module | None = None,
+) -> dict[str, torch.Tensor]:
+    """One PixelDA step, Eq. (6.12): a discriminator update, then a joint generator + classifier update.
+
+    ``ctx`` does the backward passes and optimizer steps (:class:`~tlcourse.train.engine.PlainContext`
+    in your loop, the engine's context in :func:`train_pixel_da`). ``weights`` holds ``task``,
+    ``source``, ``adv``, ``diversity`` and ``feature`` (the weights of the loss terms). Returns the
+    metrics of :func:`pixel_da_step` as tensors.
+    """
+    if len(xs) == 0 or len(xt) == 0:
+        raise ValueError(f"xs and xt must be non-empty batches, got {len(xs)} and {len(xt)} images")
+    fake = generator(xs, z)
+    # 1) discriminator: real target images → 1, generated images → 0
+    d_real = discriminator(xt)
+    d_fake = discriminator(fake.detach())
+    loss_d, _ = gan_losses(d_real, d_fake)
+    ctx.zero_grad(opt_d)
+    ctx.backward(loss_d)
+    ctx.step(opt_d)
+    # 2) generator + classifier: fool D, keep the digit recognisable
+    _, loss_adv = gan_losses(d_real.detach(), discriminator(fake))
+    loss_feature = torch.zeros((), device=xs.device)
+    if feature_loss is None:
+        logits = classifier(fake)
+    else:
+        # pixel + feature level (CyCADA): also align the classifier's features of generated and
+        # real target images, e.g. with a DomainAdversarialLoss (whose parameters opt_g holds).
+        features, head = feature_parts(classifier)
+        f_fake = features(fake)
+        loss_feature = feature_loss(gather_with_grad(f_fake), gather_with_grad(features(xt)))
+        logits = head(f_fake)
+    loss_task = F.cross_entropy(logits, ys)
+    loss_source = F.cross_entropy(classifier(xs), ys) if weights["source"] > 0 else torch.zeros((), device=xs.device)
+    loss = (weights["adv"] * loss_adv + weights["task"] * loss_task + weights["source"] * loss_source
+            + weights["feature"] * loss_feature)
+    if weights["diversity"] > 0:
+        # Mode seeking (Mao et al., 2019): two noise draws should give visibly different images.
+        z1 = z if z is not None else generator.sample_noise(len(xs), device=xs.device)
+        z2 = generator.sample_noise(len(xs), device=xs.device)
+        fake1 = fake if z is not None else generator(xs, z1)
+        ratio = (fake1 - generator(xs, z2)).abs().mean() / (z1 - z2).abs().mean()
+        loss = loss + weights["diversity"] / (ratio + 1e-5)
+    ctx.zero_grad(opt_g)
+    ctx.backward(loss)
+    ctx.step(opt_g)
+    with torch.no_grad():
+        d_acc = 0.5 * ((d_real > 0).float().mean() + (d_fake < 0).float().mean())
+    return {
+        "loss_d": loss_d.detach(),
+        "loss_adv": loss_adv.detach(),
+        "loss_task": loss_task.detach(),
+        "loss_source": loss_source.detach(),
+        "loss_feature": loss_feature.detach(),
+        "d_accuracy": d_acc,
+        "fake_accuracy": (logits.detach().argmax(1) == ys).float().mean(),
+    }
+
+
+def _pixel_weights(task_weight: float, source_weight: float, adv_weight: float, diversity_weight: float,
+                   feature_weight: float) -> dict[str, float]:
+    named = {"task": task_weight, "source": source_weight, "adv": adv_weight, "diversity": diversity_weight,
+             "feature": feature_weight}
+    for name, value in named.items():
+        check_non_negative(f"{name}_weight", value)
+    return named
 
 
 def pixel_da_step(
@@ -136,7 +220,7 @@ def pixel_da_step(
     feature_loss: nn.Module | None = None,
     feature_weight: float = 1.0,
 ) -> dict[str, float]:
-    """One PixelDA step: a discriminator update, then a joint generator + classifier update.
+    """One PixelDA step in your own loop (:func:`pixel_da_update`); returns the metrics as floats.
 
     ``opt_g`` must hold the parameters of ``generator`` *and* ``classifier``; ``opt_d`` those of
     ``discriminator`` (and of ``feature_loss``, if any, in ``opt_g``). Returns ``loss_d``,
@@ -144,61 +228,26 @@ def pixel_da_step(
     images), ``loss_source``, ``loss_feature``, ``d_accuracy`` and ``fake_accuracy`` (the
     classifier's accuracy on the generated batch).
     """
-    check_non_negative("task_weight", task_weight)
-    check_non_negative("diversity_weight", diversity_weight)
-    check_non_negative("feature_weight", feature_weight)
-    check_non_negative("source_weight", source_weight)
-    check_non_negative("adv_weight", adv_weight)
-    if len(xs) == 0 or len(xt) == 0:
-        raise ValueError(f"xs and xt must be non-empty batches, got {len(xs)} and {len(xt)} images")
-    generator.train()
-    discriminator.train()
-    classifier.train()
-    fake = generator(xs, z)
-    # 1) discriminator: real target images → 1, generated images → 0
-    d_real = discriminator(xt)
-    d_fake = discriminator(fake.detach())
-    loss_d, _ = gan_losses(d_real, d_fake)
-    opt_d.zero_grad(set_to_none=True)
-    loss_d.backward()
-    opt_d.step()
-    # 2) generator + classifier: fool D, keep the digit recognisable
-    _, loss_adv = gan_losses(d_real.detach(), discriminator(fake))
-    loss_feature = torch.zeros((), device=xs.device)
+    weights = _pixel_weights(task_weight, source_weight, adv_weight, diversity_weight, feature_weight)
+    for net in (generator, discriminator, classifier):
+        net.train()
+    out = pixel_da_update(PlainContext(), generator, discriminator, classifier, opt_g, opt_d, xs, ys, xt, weights,
+                          z, feature_loss)
+    if not all(torch.isfinite(v) for k, v in out.items() if k.startswith("loss")):
+        raise FloatingPointError(f"a loss became non-finite: {out} (try a smaller lr)")
+    return {k: float(v) for k, v in out.items()}
+
+
+def _feature_loss_setup(feature_loss: nn.Module | None, classifier: nn.Module, total_steps: int) -> list:
     if feature_loss is None:
-        logits = classifier(fake)
-    else:
-        # pixel + feature level (CyCADA): also align the classifier's features of generated and
-        # real target images, e.g. with a DomainAdversarialLoss (whose parameters opt_g holds).
-        f_fake = classifier.backbone(fake)
-        loss_feature = feature_loss(f_fake, classifier.backbone(xt))
-        logits = classifier.head(f_fake)
-    loss_task = F.cross_entropy(logits, ys)
-    loss_source = F.cross_entropy(classifier(xs), ys) if source_weight > 0 else torch.zeros((), device=xs.device)
-    loss = adv_weight * loss_adv + task_weight * loss_task + source_weight * loss_source + feature_weight * loss_feature
-    if diversity_weight > 0:
-        # Mode seeking (Mao et al., 2019): two noise draws should give visibly different images.
-        z1 = z if z is not None else generator.sample_noise(len(xs), device=xs.device)
-        z2 = generator.sample_noise(len(xs), device=xs.device)
-        fake1 = fake if z is not None else generator(xs, z1)
-        ratio = (fake1 - generator(xs, z2)).abs().mean() / (z1 - z2).abs().mean()
-        loss = loss + diversity_weight / (ratio + 1e-5)
-    if not torch.isfinite(loss):
-        raise FloatingPointError(f"the loss became {loss.item()} (try a smaller lr)")
-    opt_g.zero_grad(set_to_none=True)
-    loss.backward()
-    opt_g.step()
-    with torch.no_grad():
-        d_acc = 0.5 * ((d_real > 0).float().mean() + (d_fake < 0).float().mean())
-    return {
-        "loss_d": loss_d.item(),
-        "loss_adv": loss_adv.item(),
-        "loss_task": loss_task.item(),
-        "loss_source": loss_source.item(),
-        "loss_feature": loss_feature.item(),
-        "d_accuracy": d_acc.item(),
-        "fake_accuracy": (logits.argmax(1) == ys).float().mean().item(),
-    }
+        return []
+    try:
+        feature_parts(classifier)
+    except TypeError as err:
+        raise TypeError(f"a feature_loss needs a classifier that exposes its features: {err}") from None
+    if getattr(feature_loss, "max_steps", 0) is None:
+        feature_loss.max_steps = total_steps
+    return list(feature_loss.parameters())
 
 
 def train_pixel_da(
@@ -221,54 +270,51 @@ def train_pixel_da(
     device: str | torch.device | None = None,
     seed: int | None = None,
     progress: bool = False,
+    **engine_options: Any,
 ) -> History:
-    """Train ``generator``, ``discriminator`` and ``classifier`` (in place) with :func:`pixel_da_step`.
+    """Train ``generator``, ``discriminator`` and ``classifier`` (in place) with :func:`pixel_da_update`.
 
     Adam with ``β₁ = 0.5`` (the usual GAN setting) for all networks; the discriminator learns
     more slowly (``lr_d``; ``None`` means ``lr``). The defaults are those of chapter 6, found
     by trial on MNIST → MNIST-M (see its note on hyper-parameters). Target labels are never
-    read. Returns per-epoch means of the step metrics.
+    read. ``batch_size`` is per process (the noise of the global batch is drawn at once, so runs
+    with 1 or W processes see the same noise); ``engine_options`` go to the engine (``amp``,
+    ``channels_last``, ``compile``, ``grad_clip``, ``sync_batchnorm``, ``checkpoint``,
+    ``resume``, ``nan_check_every``). Under ``torchrun`` the diversity term compares images of
+    the local batch only. Returns per-epoch means of the step metrics.
     """
     epochs = check_int("epochs", epochs, minimum=1)
     batch_size = check_int("batch_size", batch_size, minimum=1)
     check_positive("lr", lr)
     lr_d = lr if lr_d is None else check_positive("lr_d", lr_d)
-    xs_all, ys_all = as_tensors("source", source)
-    xt_all, _ = as_tensors("target", target, labelled=False)
-    dev = get_device(device)
-    for net in (generator, discriminator, classifier):
-        net.to(dev)
+    weights = _pixel_weights(task_weight, source_weight, adv_weight, diversity_weight, feature_weight)
+    options = check_engine_options(engine_options, [k for k in ("amp", "channels_last", "compile", "grad_clip",
+                                                                "sync_batchnorm", "checkpoint", "resume",
+                                                                "nan_check_every")])
+    source, target = as_dataset("source", source), as_dataset("target", target, labelled=False)
+    gen = torch.Generator().manual_seed(seed if seed is not None else int(torch.initial_seed() % 2**63))
+    loader = paired_loader(source, target, batch_size, gen)
     g_params = list(generator.parameters()) + list(classifier.parameters())
-    if feature_loss is not None:
-        if not (hasattr(classifier, "backbone") and hasattr(classifier, "head")):
-            raise TypeError("a feature_loss needs a classifier with a .backbone and a .head")
-        feature_loss.to(dev)
-        g_params += list(feature_loss.parameters())
-        steps_total = epochs * max(1, len(xs_all) // batch_size)
-        if getattr(feature_loss, "max_steps", 0) is None:
-            feature_loss.max_steps = steps_total
+    g_params += _feature_loss_setup(feature_loss, classifier, epochs * len(loader))
     opt_g = torch.optim.Adam(g_params, lr=lr, betas=(0.5, 0.999))
     opt_d = torch.optim.Adam(discriminator.parameters(), lr=lr_d, betas=(0.5, 0.999))
-    gen = torch.Generator().manual_seed(seed if seed is not None else int(torch.initial_seed() % 2**63))
     if seed is not None:
         torch.manual_seed(seed)
-    history = History()
-    for epoch in epoch_range(epochs, progress):
-        sums: dict[str, float] = {}
-        steps = 0
-        for idx_s, idx_t in paired_batches(len(xs_all), len(xt_all), batch_size, gen):
-            xs = xs_all[idx_s].to(dev, non_blocking=True)
-            ys = ys_all[idx_s].to(dev, non_blocking=True)
-            xt = xt_all[idx_t].to(dev, non_blocking=True)
-            z = generator.sample_noise(len(xs), gen, dev) if hasattr(generator, "sample_noise") else None
-            out = pixel_da_step(
-                generator, discriminator, classifier, opt_g, opt_d, xs, ys, xt,
-                task_weight, source_weight, adv_weight, z, diversity_weight, feature_loss, feature_weight,
-            )
-            for k, v in out.items():
-                sums[k] = sums.get(k, 0.0) + v
-            steps += 1
-        history.records.append({"epoch": float(epoch + 1), **{k: v / steps for k, v in sums.items()}})
+    modules = {"generator": generator, "discriminator": discriminator, "classifier": classifier}
+    if feature_loss is not None:
+        modules["feature_loss"] = feature_loss
+    engine = Engine(modules, {"discriminator": opt_d, "generator": opt_g}, device=device, progress=progress,
+                    desc="pixel-da", **options)
+    nets = engine.prepare(generator), engine.prepare(discriminator), engine.prepare(classifier)
+
+    def step(batch: Any, ctx: Any) -> dict[str, torch.Tensor]:
+        (xs, ys, *_), (xt, *_) = batch
+        z = None
+        if hasattr(generator, "sample_noise"):  # the global batch's noise, then this process's slice
+            z = rank_slice(generator.sample_noise(len(xs) * ctx.world_size, gen, ctx.device))
+        return pixel_da_update(ctx, *nets, opt_g, opt_d, xs, ys, xt, weights, z, feature_loss)
+
+    history = engine.run(loader, step, epochs=epochs, manual=True)
     for net in (generator, discriminator, classifier):
         net.eval()
     return history

@@ -248,19 +248,29 @@ def load_mnistm(test_size: float = 0.2, seed: int = 0, style_seed: int = 0) -> S
     return _split(_mnistm_images(style_seed), labels, test_size, seed)
 
 
-def few_shot(dataset: ArrayDataset, k: int, seed: int = 0) -> ArrayDataset:
-    """``k`` labelled examples per class drawn (seeded, without replacement) from ``dataset``."""
-    if not isinstance(dataset, ArrayDataset):
-        raise TypeError(f"dataset must be an ArrayDataset, got {type(dataset).__name__}")
+def few_shot(dataset: Dataset, k: int, seed: int = 0) -> Dataset:
+    """``k`` labelled examples per class drawn (seeded, without replacement) from ``dataset``.
+
+    Works for any labelled dataset with a ``labels`` tensor of class indices (an
+    :class:`ArrayDataset`, a text dataset, ...): the result is ``dataset.subset(rows)`` when the
+    dataset has that method, else a :class:`torch.utils.data.Subset`.
+    """
+    labels = getattr(dataset, "labels", None)
+    if not isinstance(dataset, Dataset) or not isinstance(labels, torch.Tensor):
+        raise TypeError(f"dataset must be a Dataset with a labels tensor (e.g. an ArrayDataset), "
+                        f"got {type(dataset).__name__}")
     check_int("k", k, minimum=1)
     check_int("seed", seed, minimum=0)
-    if len(dataset) == 0:
+    if len(dataset) == 0:  # type: ignore[arg-type]
         raise ValueError("dataset is empty: expected at least one example")
-    labels = dataset.labels.numpy()
-    counts = np.bincount(labels, minlength=dataset.num_classes)
+    labels = labels.numpy()
+    counts = np.bincount(labels, minlength=getattr(dataset, "num_classes", 0))
     present = counts[counts > 0]
     if k > present.min():
         raise ValueError(f"k must be <= the smallest class size ({present.min()}), got k={k}")
     rng = np.random.default_rng(seed)
     chosen = [rng.choice(np.flatnonzero(labels == c), size=k, replace=False) for c in np.flatnonzero(counts)]
-    return dataset.subset(rng.permutation(np.concatenate(chosen)))
+    rows = rng.permutation(np.concatenate(chosen))
+    if not callable(getattr(dataset, "subset", None)):
+        return torch.utils.data.Subset(dataset, rows.tolist())
+    return dataset.subset(rows)

@@ -20,18 +20,23 @@ on an image. Captioning needs a decoder that attends to image features.
 from __future__ import annotations
 
 from collections.abc import Sequence
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import torch
 import torch.nn.functional as F
 from torch import nn
 
 from tlcourse.checks import check_int, check_positive, check_tensor
+from tlcourse.distributed import all_reduce_sum, world_size
 from tlcourse.multimodal.tokenizer import WordTokenizer
 from tlcourse.utils import get_device
 
+if TYPE_CHECKING:
+    from tlcourse.train import History
+
 __all__ = [
     "Captioner",
+    "CaptionLoss",
     "fit_captioner",
     "greedy_decode",
     "beam_search",
@@ -123,12 +128,14 @@ class Captioner(nn.Module):
             raise ValueError(f"images and tokens must have the same length, got {len(images)} and {len(tokens)}")
         return self.decode(self.memory(images), tokens)
 
-    def loss(self, images: torch.Tensor, tokens: torch.Tensor, word_dropout: float = 0.0) -> torch.Tensor:
+    def loss(self, images: torch.Tensor, tokens: torch.Tensor, word_dropout: float = 0.0,
+             reduction: str = "mean") -> torch.Tensor:
         """Mean next-word cross-entropy over real (non-padding) target positions.
 
         ``word_dropout`` replaces that fraction of the *input* words (never ``<bos>`` or padding)
         by ``<unk>`` (Bowman et al. 2016): the decoder must then look at the image instead of
-        guessing the next word from the previous ones alone.
+        guessing the next word from the previous ones alone. ``reduction="sum"`` returns the
+        sum over those positions instead of the mean.
         """
         inputs = tokens[:, :-1]
         if word_dropout > 0:
@@ -137,13 +144,47 @@ class Captioner(nn.Module):
             inputs = inputs.masked_fill(drop, self.unk_id)
         logits = self(images, inputs)
         targets = tokens[:, 1:].reshape(-1)
-        return F.cross_entropy(logits.reshape(-1, logits.shape[-1]), targets, ignore_index=self.pad_id)
+        return F.cross_entropy(logits.reshape(-1, logits.shape[-1]), targets, ignore_index=self.pad_id,
+                               reduction=reduction)
+
+
+class CaptionLoss(nn.Module):
+    """``forward(images, tokens)`` is ``captioner.loss(images, tokens, word_dropout)``.
+
+    The module the engine calls (and wraps in DDP or compiles), sharing every parameter with the
+    captioner. Under ``torchrun`` the processes' batches hold different numbers of real tokens,
+    so each process returns its *sum* divided by the global token count (all-reduced) times the
+    number of processes: averaged over processes, as DDP does, that is the mean over every real
+    token of the global batch, exactly as one process would compute it.
+    """
+
+    def __init__(self, captioner: Captioner, word_dropout: float = 0.0) -> None:
+        super().__init__()
+        self.captioner, self.word_dropout = captioner, word_dropout
+
+    def forward(self, images: torch.Tensor, tokens: torch.Tensor) -> torch.Tensor:
+        if world_size() == 1:
+            return self.captioner.loss(images, tokens, word_dropout=self.word_dropout)
+        total = self.captioner.loss(images, tokens, word_dropout=self.word_dropout, reduction="sum")
+        count = all_reduce_sum((tokens[:, 1:] != self.captioner.pad_id).sum().float())
+        return total * world_size() / count
+
+
+def _trim_padding(pad_id: int) -> Any:
+    """Drop the padding columns every caption of a batch has (on the host, before the copy)."""
+
+    def trim(batch: Any) -> Any:
+        images, tokens, *rest = batch
+        width = int((tokens != pad_id).sum(1).max())
+        return (images, tokens[:, :width], *rest)
+
+    return trim
 
 
 def fit_captioner(
     model: Captioner,
-    images: torch.Tensor,
-    tokens: torch.Tensor,
+    images: Any,
+    tokens: torch.Tensor | None = None,
     *,
     epochs: int = 10,
     batch_size: int = 64,
@@ -152,44 +193,51 @@ def fit_captioner(
     word_dropout: float = 0.0,
     device: str | torch.device | None = None,
     seed: int = 0,
-) -> list[float]:
-    """Teacher-forcing training with AdamW and one-cycle learning rate; mean loss per epoch.
+    progress: bool = False,
+    **engine_options: Any,
+) -> "History":
+    """Teacher-forcing training with AdamW and one-cycle learning rate; returns the :class:`~tlcourse.train.History`.
 
     ``images`` are what ``model`` eats (images, or precomputed region features when the model
-    has no encoder); ``tokens`` are ``<bos> ... <eos>`` ids from :meth:`WordTokenizer.encode`.
+    has no encoder); ``tokens`` are ``<bos> ... <eos>`` ids from :meth:`WordTokenizer.encode`
+    (or pass a ``Dataset`` of ``(image, tokens)`` as ``images``). ``history["loss"]`` is the
+    mean loss per epoch. ``batch_size`` is per process (the model is wrapped in DDP under
+    ``torchrun``); ``engine_options`` go to the engine (``amp``, ``channels_last``,
+    ``compile``, ``accumulate``, ``grad_clip``, ``checkpoint``, ``resume``, ``nan_check_every``).
     """
+    from tlcourse.train import Engine
+    from tlcourse.train.engine import check_engine_options
+    from tlcourse.train.loaders import as_dataset, paired_loader
+
     if not isinstance(model, Captioner):
         raise TypeError(f"model must be a Captioner, got {type(model).__name__}")
-    check_tensor("images", images, dtype="float")
-    check_tensor("tokens", tokens, ndim=2, dtype="int")
-    if len(images) != len(tokens):
-        raise ValueError(f"images and tokens must have the same length, got {len(images)} and {len(tokens)}")
+    if tokens is not None:
+        check_tensor("images", images, dtype="float")
+        check_tensor("tokens", tokens, ndim=2, dtype="int")
+        if len(images) != len(tokens):
+            raise ValueError(f"images and tokens must have the same length, got {len(images)} and {len(tokens)}")
+    pairs = as_dataset("images", (images, tokens) if tokens is not None else images)
     epochs = check_int("epochs", epochs, minimum=1)
     batch_size = check_int("batch_size", batch_size, minimum=1)
     check_positive("lr", lr)
     if not isinstance(word_dropout, (int, float)) or not 0.0 <= word_dropout < 1.0:
         raise ValueError(f"word_dropout must be in [0, 1), got {word_dropout!r}")
-    dev = get_device(device)
-    model.to(dev).train()
+    options = check_engine_options(engine_options, [k for k in ("amp", "channels_last", "compile", "accumulate",
+                                                                "grad_clip", "checkpoint", "resume",
+                                                                "nan_check_every")])
+    loader = paired_loader(pairs, None, batch_size, torch.Generator().manual_seed(seed), drop_last=False,
+                           transform=_trim_padding(model.pad_id))
     opt = torch.optim.AdamW([p for p in model.parameters() if p.requires_grad], lr=lr, weight_decay=weight_decay)
-    steps_per_epoch = -(-len(images) // batch_size)
-    sched = torch.optim.lr_scheduler.OneCycleLR(opt, max_lr=lr, total_steps=epochs * steps_per_epoch, pct_start=0.15)
-    gen = torch.Generator().manual_seed(seed)
-    history = []
-    for _ in range(epochs):
-        order = torch.randperm(len(images), generator=gen)
-        total = 0.0
-        for start in range(0, len(order), batch_size):
-            idx = order[start : start + batch_size]
-            batch_tokens = tokens[idx]
-            width = int((batch_tokens != model.pad_id).sum(1).max())  # trim padding columns
-            loss = model.loss(images[idx].to(dev), batch_tokens[:, :width].to(dev), word_dropout=word_dropout)
-            opt.zero_grad(set_to_none=True)
-            loss.backward()
-            opt.step()
-            sched.step()
-            total += loss.item() * len(idx)
-        history.append(total / len(images))
+    sched = torch.optim.lr_scheduler.OneCycleLR(opt, max_lr=lr, total_steps=epochs * len(loader), pct_start=0.15)
+    engine = Engine({"model": model}, {"optimizer": opt}, schedulers={"one_cycle": sched}, scheduler_interval="step",
+                    device=device, progress=progress, desc="captioner", **options)
+    net = engine.prepare(CaptionLoss(model, word_dropout), ddp=True)
+
+    def step(batch: Any) -> dict[str, Any]:
+        (x, t, *_), _ = batch
+        return {"loss": net(x, t), "batch_size": len(x)}
+
+    history = engine.run(loader, step, epochs=epochs)
     model.eval()
     return history
 

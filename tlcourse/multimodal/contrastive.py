@@ -15,6 +15,14 @@ cross-entropy over rows (image → text) and over columns (text → image) with 
 targets. As in CLIP, :math:`\\tau'` is learned, initialised at :math:`\\log(1/0.07)` and the
 scale is clamped at 100. Uniform logits give :math:`\\log N`; perfect alignment gives ≈ 0.
 
+**Negatives across processes.** Every other pair of the batch is a negative, so a larger batch
+is a harder, better-estimated task (CLIP trains with 32,768 pairs). Under ``torchrun`` each
+process embeds only its slice of the global batch; :class:`ContrastiveLoss` gathers the
+embeddings of every process *with their gradient*
+(:func:`~tlcourse.distributed.gather_with_grad`, as open_clip's ``gather_with_grad``) and
+scores its own rows against all columns, so the negatives span the global batch and the
+gradients equal those of one process holding the whole batch.
+
 Cross-modal transfer then needs no new training: **zero-shot classification** embeds one text
 prompt per class and picks the closest (:func:`zero_shot_logits`), and **retrieval** ranks one
 modality by similarity to the other (:func:`recall_at_k`).
@@ -24,13 +32,18 @@ from __future__ import annotations
 
 import math
 from collections.abc import Callable, Sequence
+from typing import TYPE_CHECKING, Any
 
 import torch
 import torch.nn.functional as F
 from torch import nn
 
 from tlcourse.checks import check_int, check_positive, check_tensor
+from tlcourse.distributed import gather_with_grad, rank, world_size
 from tlcourse.utils import get_device
+
+if TYPE_CHECKING:
+    from tlcourse.train import History
 
 __all__ = [
     "clip_loss",
@@ -102,7 +115,17 @@ class ContrastiveLoss(nn.Module):
             raise ValueError(
                 f"image_emb and text_emb must pair up (same length), got {len(image_emb)} and {len(text_emb)}"
             )
-        return clip_loss(self.logits(image_emb, text_emb))
+        if world_size() == 1:
+            return clip_loss(self.logits(image_emb, text_emb))
+        # This process's rows against the global batch's columns (Eq. 7.4 over the global batch):
+        # averaged over processes, the loss and its gradients are those of one process.
+        self.logits(image_emb, text_emb)  # validates the shapes
+        image, text = F.normalize(image_emb, dim=-1), F.normalize(text_emb, dim=-1)
+        all_image, all_text = gather_with_grad(image), gather_with_grad(text)
+        targets = torch.arange(len(image), device=image.device) + rank() * len(image)
+        image_to_text = F.cross_entropy(self.scale * image @ all_text.t(), targets)
+        text_to_image = F.cross_entropy(self.scale * text @ all_image.t(), targets)
+        return 0.5 * (image_to_text + text_to_image)
 
     def extra_repr(self) -> str:
         return f"temperature={self.temperature:.4f}, max_scale={math.exp(self.max_log_scale):g}"
@@ -180,8 +203,8 @@ class DualEncoder(nn.Module):
 
 def fit_dual_encoder(
     model: DualEncoder,
-    images: torch.Tensor,
-    texts: torch.Tensor,
+    images: Any,
+    texts: torch.Tensor | None = None,
     *,
     epochs: int = 10,
     batch_size: int = 128,
@@ -189,47 +212,53 @@ def fit_dual_encoder(
     weight_decay: float = 1e-4,
     device: str | torch.device | None = None,
     seed: int = 0,
-) -> list[float]:
-    """Train ``model`` on matching ``(images[i], texts[i])`` pairs; returns the mean loss per epoch.
+    progress: bool = False,
+    **engine_options: Any,
+) -> History:
+    """Train ``model`` on matching ``(images[i], texts[i])`` pairs; returns the :class:`~tlcourse.train.History`.
 
-    A plain loop (AdamW, cosine learning-rate decay, shuffled batches that drop the last
-    incomplete one): the whole method is ``loss = model(x, t); loss.backward(); opt.step()``.
+    AdamW, one-cycle learning-rate schedule, shuffled batches that drop the last incomplete one:
+    the whole method is ``loss = model(x, t)`` on the engine (``history["loss"]`` per epoch).
     ``images`` and ``texts`` are whatever the towers eat (pixels, token ids ``(N, L)``, or row
-    numbers ``(N,)`` of an :class:`~tlcourse.multimodal.encoders.EmbeddingTable`).
+    numbers ``(N,)`` of an :class:`~tlcourse.multimodal.encoders.EmbeddingTable`); a ``Dataset``
+    of ``(image, text)`` pairs may be passed as ``images`` instead. ``batch_size`` is per
+    process: under ``torchrun`` the model is wrapped in DDP and the loss contrasts every pair
+    with the global batch (see the module docstring). ``engine_options`` go to the engine
+    (``amp``, ``channels_last``, ``compile``, ``grad_clip``, ``sync_batchnorm``,
+    ``checkpoint``, ``resume``, ``nan_check_every``).
     """
+    from tlcourse.train import Engine
+    from tlcourse.train.engine import check_engine_options
+    from tlcourse.train.loaders import as_dataset, paired_loader
+
     if not isinstance(model, DualEncoder):
         raise TypeError(f"model must be a DualEncoder, got {type(model).__name__}")
-    check_tensor("images", images)
-    check_tensor("texts", texts)
-    if len(images) != len(texts):
-        raise ValueError(f"images and texts must pair up (same length), got {len(images)} and {len(texts)}")
+    if texts is not None:
+        check_tensor("images", images)
+        check_tensor("texts", texts)
+        if len(images) != len(texts):
+            raise ValueError(f"images and texts must pair up (same length), got {len(images)} and {len(texts)}")
+    pairs = as_dataset("images", (images, texts) if texts is not None else images)
     epochs = check_int("epochs", epochs, minimum=1)
     batch_size = check_int("batch_size", batch_size, minimum=2)
-    if len(images) < batch_size:
-        raise ValueError(f"need at least batch_size={batch_size} pairs, got {len(images)}")
+    if len(pairs) < batch_size:
+        raise ValueError(f"need at least batch_size={batch_size} pairs, got {len(pairs)}")
     check_positive("lr", lr)
-    dev = get_device(device)
-    model.to(dev).train()
-    params = [p for p in model.parameters() if p.requires_grad]
-    opt = torch.optim.AdamW(params, lr=lr, weight_decay=weight_decay)
-    steps = epochs * (len(images) // batch_size)
-    sched = torch.optim.lr_scheduler.OneCycleLR(opt, max_lr=lr, total_steps=steps, pct_start=0.15)
-    gen = torch.Generator().manual_seed(seed)
-    history = []
-    for _ in range(epochs):
-        order = torch.randperm(len(images), generator=gen)
-        total, count = 0.0, 0
-        for start in range(0, len(order) - batch_size + 1, batch_size):
-            idx = order[start : start + batch_size]
-            loss = model(images[idx].to(dev, non_blocking=True), texts[idx].to(dev, non_blocking=True))
-            if not torch.isfinite(loss):
-                raise ValueError("the contrastive loss became NaN or infinite; lower lr")
-            opt.zero_grad(set_to_none=True)
-            loss.backward()
-            opt.step()
-            sched.step()
-            total, count = total + loss.item(), count + 1
-        history.append(total / count)
+    options = check_engine_options(engine_options, [k for k in ("amp", "channels_last", "compile", "grad_clip",
+                                                                "sync_batchnorm", "checkpoint", "resume",
+                                                                "nan_check_every")])
+    loader = paired_loader(pairs, None, batch_size, torch.Generator().manual_seed(seed))
+    opt = torch.optim.AdamW([p for p in model.parameters() if p.requires_grad], lr=lr, weight_decay=weight_decay)
+    sched = torch.optim.lr_scheduler.OneCycleLR(opt, max_lr=lr, total_steps=epochs * len(loader), pct_start=0.15)
+    engine = Engine({"model": model}, {"optimizer": opt}, schedulers={"one_cycle": sched}, scheduler_interval="step",
+                    device=device, progress=progress, desc="clip", **options)
+    net = engine.prepare(model, ddp=True)
+
+    def step(batch: Any) -> dict[str, torch.Tensor]:
+        (x, t, *_), _ = batch
+        return {"loss": net(x, t)}
+
+    history = engine.run(loader, step, epochs=epochs)
     model.eval()
     return history
 

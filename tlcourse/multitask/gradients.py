@@ -6,7 +6,7 @@ from collections.abc import Iterable, Mapping, Sequence
 
 import torch
 
-__all__ = ["task_gradients", "gradient_cosine", "pcgrad_project"]
+__all__ = ["task_gradients", "gradient_cosine", "cosine_matrix", "pcgrad_project"]
 
 
 def _check_losses(losses: object) -> None:
@@ -23,8 +23,8 @@ def _check_losses(losses: object) -> None:
             )
         if not loss.is_floating_point():
             raise TypeError(f"losses[{task!r}] must be a floating-point tensor, got {loss.dtype}")
-        if not torch.isfinite(loss.detach()).all():
-            raise ValueError(f"losses[{task!r}] is {loss.item()}: the loss is not finite (NaN or inf)")
+    # No finiteness check here: it would make the host wait for the device at every step. The
+    # training engine checks the losses (every step on a CPU, every few steps on accelerators).
 
 
 def _params_list(name: str, params: Iterable[torch.Tensor] | None, needed_by: str) -> list[torch.Tensor]:
@@ -70,9 +70,13 @@ def gradient_cosine(
     ``cos(g_i, g_j) < 0`` means a step that lowers task ``i``'s loss raises task ``j``'s to first
     order: the tasks *conflict* (Yu et al., 2020, Def. 1). Entry order follows ``losses``.
     """
-    g = task_gradients(losses, shared_parameters, retain_graph=retain_graph)
-    g = g / g.norm(dim=1, keepdim=True).clamp_min(1e-12)
-    return g @ g.T
+    return cosine_matrix(task_gradients(losses, shared_parameters, retain_graph=retain_graph))
+
+
+def cosine_matrix(vectors: torch.Tensor) -> torch.Tensor:
+    """Cosine similarity between the rows of ``vectors``: ``(K, K)``."""
+    unit = vectors / vectors.norm(dim=1, keepdim=True).clamp_min(1e-12)
+    return unit @ unit.T
 
 
 def pcgrad_project(grads: torch.Tensor, generator: torch.Generator | None = None) -> torch.Tensor:
@@ -100,19 +104,18 @@ def pcgrad_project(grads: torch.Tensor, generator: torch.Generator | None = None
     projected = grads.clone()
     sq_norms = (grads * grads).sum(dim=1)
     for i in range(k):
-        others = [j for j in torch.randperm(k, generator=generator).tolist() if j != i]
+        others = [j for j in torch.randperm(k, generator=generator).tolist() if j != i]  # a CPU draw
         for j in others:
             dot = torch.dot(projected[i], grads[j])
-            if dot < 0 and sq_norms[j] > 0:
-                projected[i] -= dot / sq_norms[j] * grads[j]
+            # "if g_i · g_j < 0" without asking the device: the coefficient is 0 when there is no conflict
+            coef = torch.where((dot < 0) & (sq_norms[j] > 0), dot / sq_norms[j].clamp_min(1e-30), 0.0)
+            projected[i] -= coef * grads[j]
     return projected
 
 
-def _min_pairwise_cosine(vectors: torch.Tensor) -> float:
-    """Smallest cosine similarity between two different rows (1.0 for a single row)."""
+def _min_pairwise_cosine(vectors: torch.Tensor) -> torch.Tensor:
+    """Smallest cosine similarity between two different rows (1.0 for a single row), as a tensor."""
     if len(vectors) < 2:
-        return 1.0
-    unit = vectors / vectors.norm(dim=1, keepdim=True).clamp_min(1e-12)
-    cos = unit @ unit.T
+        return vectors.new_ones(())
     i, j = torch.triu_indices(len(vectors), len(vectors), offset=1)
-    return float(cos[i, j].min())
+    return cosine_matrix(vectors)[i, j].min()

@@ -14,6 +14,7 @@ import torch
 from torch import nn
 
 from tlcourse.checks import check_int, check_non_negative, check_positive
+from tlcourse.distributed import all_reduce_mean
 from tlcourse.multitask.gradients import (
     _check_losses,
     _min_pairwise_cosine,
@@ -22,6 +23,20 @@ from tlcourse.multitask.gradients import (
     task_gradients,
 )
 from tlcourse.multitask.model import _check_task_names
+
+LossScale = float | torch.Tensor
+
+
+def _output(weights: dict[str, float | torch.Tensor], as_tensors: bool) -> dict[str, float | torch.Tensor]:
+    """The weights a ``backward`` returns: as they are, or as floats (which reads the device)."""
+    return weights if as_tensors else {task: float(w) for task, w in weights.items()}
+
+
+def _scaled(values: Sequence[torch.Tensor], loss_scale: LossScale) -> list[torch.Tensor]:
+    """``values`` times ``loss_scale`` (left alone for the plain scale 1.0)."""
+    if isinstance(loss_scale, float) and loss_scale == 1.0:
+        return list(values)
+    return [v * loss_scale for v in values]
 
 __all__ = [
     "Weighting",
@@ -38,7 +53,15 @@ __all__ = [
 
 
 class Weighting(nn.Module):
-    """Base class of all weightings: ``backward(losses, shared_parameters=None) -> weights``.
+    """Base class of all weightings: ``backward(losses, shared_parameters=None, loss_scale=1.0) -> weights``.
+
+    ``backward`` fills ``.grad`` and returns the weights it used, as floats; with
+    ``as_tensors=True`` as numbers or 0-d tensors on the losses' device, which a training loop
+    can keep without waiting for the device. ``loss_scale`` (the mixed-precision loss scale, or
+    ``1/k`` to accumulate ``k`` batches) multiplies everything back-propagated, exactly as
+    ``(loss_scale · L).backward()`` would. Under ``torchrun`` the
+    training loop averages the gradients over processes afterwards; weightings that need more
+    say what they all-reduce.
 
     Args:
         tasks: the task names. Every call must pass exactly these keys (in any order).
@@ -72,8 +95,12 @@ class Weighting(nn.Module):
         return dict.fromkeys(self.tasks, 1.0)
 
     def backward(
-        self, losses: Mapping[str, torch.Tensor], shared_parameters: Iterable[torch.Tensor] | None = None
-    ) -> dict[str, float]:
+        self,
+        losses: Mapping[str, torch.Tensor],
+        shared_parameters: Iterable[torch.Tensor] | None = None,
+        loss_scale: LossScale = 1.0,
+        as_tensors: bool = False,
+    ) -> dict[str, float | torch.Tensor]:
         """Back-propagate the multi-task objective into ``.grad``; return the weights used."""
         raise NotImplementedError
 
@@ -87,18 +114,26 @@ class Weighting(nn.Module):
 class LossWeighting(Weighting):
     """A weighting that only scales the losses: ``backward`` is ``combine(losses).backward()``."""
 
+    def current_weights(self) -> list[float | torch.Tensor]:
+        """The weights as numbers or tensors, in task order (read without waiting for a device)."""
+        return [1.0] * self.num_tasks
+
     def combine(self, losses: Mapping[str, torch.Tensor]) -> torch.Tensor:
         """The weighted total loss (Eq. 5.1) to back-propagate."""
         values = self.check_losses(losses)
-        w = self.weights
-        return sum(w[t] * loss for t, loss in zip(self.tasks, values))
+        return sum(w * loss for w, loss in zip(self.current_weights(), values))
 
     def backward(
-        self, losses: Mapping[str, torch.Tensor], shared_parameters: Iterable[torch.Tensor] | None = None
-    ) -> dict[str, float]:
-        weights = self.weights
-        self.combine(losses).backward()
-        return weights
+        self,
+        losses: Mapping[str, torch.Tensor],
+        shared_parameters: Iterable[torch.Tensor] | None = None,
+        loss_scale: LossScale = 1.0,
+        as_tensors: bool = False,
+    ) -> dict[str, float | torch.Tensor]:
+        weights = dict(zip(self.tasks, self.current_weights()))
+        (total,) = _scaled([self.combine(losses)], loss_scale)
+        total.backward()
+        return _output(weights, as_tensors)
 
 
 class EqualWeighting(LossWeighting):
@@ -134,6 +169,9 @@ class UncertaintyWeighting(LossWeighting):
     @property
     def weights(self) -> dict[str, float]:
         return dict(zip(self.tasks, torch.exp(-self.log_vars.detach()).tolist()))
+
+    def current_weights(self) -> list[float | torch.Tensor]:
+        return list(torch.exp(-self.log_vars.detach()).unbind())
 
     def combine(self, losses: Mapping[str, torch.Tensor]) -> torch.Tensor:
         values = torch.stack([v.reshape(()) for v in self.check_losses(losses)])
@@ -179,7 +217,7 @@ class DynamicWeightAverage(LossWeighting):
         super().__init__(tasks)
         self.temperature = float(check_positive("temperature", temperature))
         self.register_buffer("_weights", torch.ones(self.num_tasks, dtype=torch.float64))
-        self._sum = torch.zeros(self.num_tasks, dtype=torch.float64)
+        self._sum = torch.zeros(self.num_tasks, dtype=torch.float64)  # on the losses' device once used
         self._count = 0
         self.epoch_losses: list[list[float]] = []  # average loss of each task, one row per epoch
 
@@ -187,22 +225,36 @@ class DynamicWeightAverage(LossWeighting):
     def weights(self) -> dict[str, float]:
         return dict(zip(self.tasks, self._weights.tolist()))
 
+    def current_weights(self) -> list[float | torch.Tensor]:
+        return list(self._weights.unbind())
+
     def combine(self, losses: Mapping[str, torch.Tensor]) -> torch.Tensor:
         values = self.check_losses(losses)
-        self._sum += torch.tensor([float(v.detach()) for v in values], dtype=torch.float64)
+        dtype = torch.float32 if values[0].device.type == "mps" else torch.float64
+        self._sum = self._sum.to(values[0].device, dtype) + torch.stack([v.detach().reshape(()).to(dtype)
+                                                                         for v in values])
         self._count += 1
-        w = self._weights.tolist()
-        return sum(wk * v for wk, v in zip(w, values))
+        weights = self._weights.to(values[0].device, values[0].dtype)
+        return sum(wk * v for wk, v in zip(weights.unbind(), values))
 
     def end_epoch(self) -> None:
+        """Average the epoch's losses (over every process under ``torchrun``) and update the weights."""
         if self._count == 0:
             return
-        self.epoch_losses.append((self._sum / self._count).tolist())
-        self._sum.zero_()
+        self.epoch_losses.append(all_reduce_mean(self._sum / self._count).tolist())
+        self._sum = torch.zeros_like(self._sum)
         self._count = 0
         if len(self.epoch_losses) >= 2:
             new = dwa_weights(self.epoch_losses[-1], self.epoch_losses[-2], self.temperature)
             self._weights.copy_(new)
+
+    def get_extra_state(self) -> dict[str, object]:
+        return {"epoch_losses": self.epoch_losses, "sum": self._sum.tolist(), "count": self._count}
+
+    def set_extra_state(self, state: dict[str, object]) -> None:
+        self.epoch_losses = [list(row) for row in state["epoch_losses"]]  # type: ignore[union-attr]
+        self._sum = torch.tensor(state["sum"], dtype=torch.float64)
+        self._count = int(state["count"])  # type: ignore[arg-type]
 
     def extra_repr(self) -> str:
         return f"tasks={list(self.tasks)}, temperature={self.temperature}"
@@ -233,7 +285,7 @@ class GradNorm(Weighting):
         self.task_weights = nn.Parameter(torch.ones(self.num_tasks))
         self.register_buffer("initial_losses", torch.zeros(self.num_tasks))
         self.register_buffer("started", torch.tensor(False))
-        self.last_grad_norms: dict[str, float] = {}
+        self.last_grad_norms: dict[str, torch.Tensor] = {}  # G_k of the last step (0-d tensors)
 
     @torch.no_grad()
     def renormalize(self) -> None:
@@ -248,19 +300,32 @@ class GradNorm(Weighting):
         return dict(zip(self.tasks, (w * self.num_tasks / w.sum()).tolist()))
 
     def backward(
-        self, losses: Mapping[str, torch.Tensor], shared_parameters: Iterable[torch.Tensor] | None = None
-    ) -> dict[str, float]:
+        self,
+        losses: Mapping[str, torch.Tensor],
+        shared_parameters: Iterable[torch.Tensor] | None = None,
+        loss_scale: LossScale = 1.0,
+        as_tensors: bool = False,
+    ) -> dict[str, float | torch.Tensor]:
+        """Update the weights' gradient (Eq. 5.4), then back-propagate ``Σ_k w_k L_k``.
+
+        Under ``torchrun`` the task losses and the task gradients on the shared parameters are
+        averaged over the processes (all-reduced) before the norms and training rates are
+        formed, so every process computes the weights' gradient of the global batch.
+        """
         values = self.check_losses(losses)
         params = _params_list("shared_parameters", shared_parameters, "GradNorm")
         self.renormalize()
         loss_vec = torch.stack([v.detach().reshape(()).float() for v in values]).to(self.task_weights.device)
-        if not bool(self.started):
-            self.initial_losses.copy_(loss_vec.clamp_min(1e-12))
-            self.started.fill_(True)
+        loss_vec = all_reduce_mean(loss_vec)
+        # L_k(0): the first losses seen (a select on the device, no host round trip)
+        self.initial_losses.copy_(torch.where(self.started, self.initial_losses, loss_vec.clamp_min(1e-12)))
+        self.started.fill_(True)
         # ‖∇_W L_k‖ for each task; G_k = w_k ‖∇_W L_k‖ is linear in w_k (w_k > 0), so no
         # second-order graph is needed for the gradient of L_grad w.r.t. the weights.
-        norms = task_gradients(dict(zip(self.tasks, values)), params)
-        norms = norms.norm(dim=1).to(self.task_weights.device)
+        grads = all_reduce_mean(task_gradients(dict(zip(self.tasks, _scaled(values, loss_scale))), params))
+        norms = grads.norm(dim=1).to(self.task_weights.device)
+        if not (isinstance(loss_scale, float) and loss_scale == 1.0):
+            norms = norms / loss_scale
         w = self.task_weights
         g = w * norms
         inverse_rate = loss_vec / self.initial_losses
@@ -268,12 +333,13 @@ class GradNorm(Weighting):
         target = (g.mean() * r.pow(self.alpha)).detach()
         grad_loss = (g - target).abs().sum()
         (w_grad,) = torch.autograd.grad(grad_loss, [w])
+        (w_grad,) = _scaled([w_grad], loss_scale)
         w.grad = w_grad if w.grad is None else w.grad + w_grad
         weights = w.detach().clone()
         total = sum(wk * v for wk, v in zip(weights.to(values[0].device), values))
-        total.backward()
-        self.last_grad_norms = dict(zip(self.tasks, g.detach().tolist()))
-        return dict(zip(self.tasks, weights.tolist()))
+        _scaled([total], loss_scale)[0].backward()
+        self.last_grad_norms = dict(zip(self.tasks, g.detach().unbind()))
+        return _output(dict(zip(self.tasks, weights.unbind())), as_tensors)
 
     def extra_repr(self) -> str:
         return f"tasks={list(self.tasks)}, alpha={self.alpha}"
@@ -299,22 +365,36 @@ class PCGrad(Weighting):
         self.keep_gradients = bool(keep_gradients)
         self.last_gradients: torch.Tensor | None = None
         self.last_projected: torch.Tensor | None = None
-        self.num_conflicts: int = 0  # conflicting pairs (i < j, g_i · g_j < 0) at the last step
-        self.min_projected_cosine: float = 1.0  # smallest cosine between projected gradients, last step
+        # at the last step, as 0-d tensors (int(...)/float(...) read them):
+        self.num_conflicts: torch.Tensor | int = 0  # conflicting pairs (i < j, g_i · g_j < 0)
+        self.min_projected_cosine: torch.Tensor | float = 1.0  # smallest cosine between projected gradients
 
     def backward(
-        self, losses: Mapping[str, torch.Tensor], shared_parameters: Iterable[torch.Tensor] | None = None
-    ) -> dict[str, float]:
+        self,
+        losses: Mapping[str, torch.Tensor],
+        shared_parameters: Iterable[torch.Tensor] | None = None,
+        loss_scale: LossScale = 1.0,
+        as_tensors: bool = False,
+    ) -> dict[str, float | torch.Tensor]:
+        """Project the task gradients (Eq. 5.5), write their sum into the shared ``.grad``.
+
+        Under ``torchrun`` the per-task gradients on the shared parameters (a ``K × P`` matrix)
+        are averaged over the processes (all-reduced) *before* the projection, so every process
+        projects the gradients of the global batch, in the same random order, and writes the
+        same update; the heads' gradients are averaged by the training loop as usual.
+        """
         values = self.check_losses(losses)
         params = _params_list("shared_parameters", shared_parameters, "PCGrad")
-        grads = task_gradients(dict(zip(self.tasks, values)), params)
-        projected = pcgrad_project(grads, self.generator)
-        self.num_conflicts = int((torch.triu(grads @ grads.T, diagonal=1) < 0).sum())
+        scaled = _scaled(values, loss_scale)
+        grads = all_reduce_mean(task_gradients(dict(zip(self.tasks, scaled)), params))
+        projected = pcgrad_project(grads, self.generator)  # homogeneous: projecting scaled gradients is fine
+        self.num_conflicts = (torch.triu(grads @ grads.T, diagonal=1) < 0).sum()
         self.min_projected_cosine = _min_pairwise_cosine(projected)
         if self.keep_gradients:
-            self.last_gradients, self.last_projected = grads.detach(), projected.detach()
+            unscale = 1.0 if isinstance(loss_scale, float) and loss_scale == 1.0 else loss_scale
+            self.last_gradients, self.last_projected = grads.detach() / unscale, projected.detach() / unscale
         before = [None if p.grad is None else p.grad.clone() for p in params]
-        sum(values).backward()  # the heads' (task-specific) gradients
+        sum(scaled).backward()  # the heads' (task-specific) gradients
         update = projected.sum(dim=0)
         offset = 0
         for p, old in zip(params, before):
@@ -323,6 +403,12 @@ class PCGrad(Weighting):
             p.grad = g if old is None else old + g
             offset += n
         return dict.fromkeys(self.tasks, 1.0)
+
+    def get_extra_state(self) -> dict[str, torch.Tensor]:
+        return {"generator": self.generator.get_state()}
+
+    def set_extra_state(self, state: dict[str, torch.Tensor]) -> None:
+        self.generator.set_state(state["generator"])
 
 
 WEIGHTINGS: dict[str, type[Weighting]] = {

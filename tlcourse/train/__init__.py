@@ -1,14 +1,31 @@
 """Training: one engine for every method, and ``fit`` / ``evaluate`` / ``predict`` for classification.
 
+* :mod:`~tlcourse.train.engine` — :class:`Engine`: the epoch loop every method's step runs on.
 * :mod:`~tlcourse.train.classification` — :func:`fit`, :func:`evaluate`, :func:`predict`.
-* :mod:`~tlcourse.train.history` — :class:`History` (per-epoch records) and :class:`NonFiniteLossError`.
-* :mod:`~tlcourse.train.loaders` — :func:`make_loader` and batch helpers.
-* :mod:`~tlcourse.train.amp` — :func:`autocast_context` (mixed precision).
+* :mod:`~tlcourse.train.history` — :class:`History` and :class:`NonFiniteLossError`.
+* :mod:`~tlcourse.train.loaders` — the data contract, global batches sharded over processes.
+* :mod:`~tlcourse.train.amp` — :func:`autocast_context` and loss scaling (mixed precision).
+* :mod:`~tlcourse.train.state` — checkpoints that resume a run bitwise.
+* :mod:`~tlcourse.train.features` — :func:`extract_features`.
 """
 
 from tlcourse.train.amp import autocast_context
 from tlcourse.train.classification import evaluate, fit, predict
+from tlcourse.train.engine import Engine, PlainContext, StepContext
+from tlcourse.train.features import extract_features
 from tlcourse.train.history import History, NonFiniteLossError
 from tlcourse.train.loaders import make_loader
 
-__all__ = ["History", "fit", "evaluate", "predict", "make_loader", "autocast_context", "NonFiniteLossError"]
+__all__ = [
+    "History",
+    "fit",
+    "evaluate",
+    "predict",
+    "make_loader",
+    "autocast_context",
+    "NonFiniteLossError",
+    "Engine",
+    "StepContext",
+    "PlainContext",
+    "extract_features",
+]
