@@ -26,11 +26,12 @@ from tlcourse.distributed import all_reduce_sum
 from tlcourse.train.amp import autocast_context
 from tlcourse.train.engine import Engine
 from tlcourse.train.history import History
+from tlcourse.train.inference import model_class_names, predict, predict_names
 from tlcourse.train.loaders import make_loader, split_batch, to_device
 from tlcourse.train.optimizers import OptimizerArg, make_optimizer, make_scheduler
 from tlcourse.utils import get_device
 
-__all__ = ["fit", "evaluate", "predict", "classification_step", "forward_logits", "check_class_labels"]
+__all__ = ["fit", "evaluate", "predict", "predict_names", "classification_step", "forward_logits", "check_class_labels"]
 
 #: How the training metrics of a classification step are named in a record.
 TRAIN_NAMES = {"loss": "train_loss", "accuracy": "train_accuracy"}
@@ -114,6 +115,17 @@ def _check_fit_arguments(model: Any, epochs: Any, lr: Any, weight_decay: Any, sc
         check_int("seed", seed, minimum=0)
 
 
+def _adopt_class_names(model: nn.Module, data: Any) -> None:
+    """A package model without ``class_names`` takes the training data's ``classes`` (same count)."""
+    if not hasattr(model, "class_names") or model_class_names(model) is not None:
+        return
+    dataset = data.dataset if isinstance(data, DataLoader) else data
+    classes = getattr(dataset, "classes", None)
+    n_out = getattr(model, "num_classes", None)
+    if isinstance(classes, (list, tuple)) and all(isinstance(c, str) for c in classes) and len(classes) == n_out:
+        model.class_names = list(classes)
+
+
 def fit(
     model: nn.Module,
     train_data: Dataset | DataLoader,
@@ -169,6 +181,9 @@ def fit(
             ``torch.compile``, gradient accumulation over ``accumulate`` batches, batch-norm
             statistics over the global batch under ``torchrun``).
 
+    A model with a ``class_names`` attribute left at ``None`` (the package's models) takes the
+    training data's ``classes`` (an ``ImageFolder``, a ``TextDataset``, an ``ArrayDataset``).
+
     The history records, per epoch, ``train_loss``, ``train_accuracy``, ``val_loss`` and
     ``val_accuracy`` (with ``val_data``) and the learning rate ``lr``.
     """
@@ -176,6 +191,7 @@ def fit(
                          grad_clip, resume, checkpoint, seed)
     if seed is not None:
         torch.manual_seed(seed)
+    _adopt_class_names(model, train_data)
     dev = get_device(device)
     model.to(dev)
     params = [p for p in model.parameters() if p.requires_grad]
@@ -257,20 +273,3 @@ def evaluate(
     stats = all_reduce_sum(torch.stack([loss_sum, correct.to(dtype), torch.tensor(float(total), dtype=dtype,
                                                                                   device=dev)]))
     return {"loss": (stats[0] / stats[2]).item(), "accuracy": (stats[1] / stats[2]).item()}
-
-
-def predict(
-    model: nn.Module,
-    data: Dataset | DataLoader,
-    *,
-    batch_size: int = 256,
-    device: str | torch.device | None = None,
-    amp: bool | str = False,
-    collate_fn: Callable | None = None,
-) -> torch.Tensor:
-    """Logits of ``model`` for every example of ``data``, in order, on the CPU.
-
-    Under ``torchrun`` each process predicts its own share of ``data``.
-    """
-    outs = [logits.cpu() for logits, _ in _batches(model, data, batch_size, device, amp, collate_fn)]
-    return torch.cat(outs)
