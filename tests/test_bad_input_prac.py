@@ -56,6 +56,13 @@ CASES = [
      r"not in classes.*'z'"),
     ("TextDataset float labels", lambda: TextDataset(["a", "b"], [0.0, 1.0]), TypeError, r"labels must be integer"),
     ("TextDataset empty", lambda: TextDataset([], []), ValueError, r"texts is empty"),
+    # the backbone's input contract
+    ("0-255 float images", lambda: net()(X * 255), ValueError, r"\[0, 1\].*0-255 pixel values: divide by 255"),
+    ("ImageNet-normalised images", lambda: net()((X.expand(-1, 3, -1, -1) - 0.485) / 0.229), ValueError,
+     r"\[0, 1\].*look normalised.*normalises them itself"),
+    ("2x2 images", lambda: net()(torch.rand(4, 3, 2, 2)), ValueError, r"at least 8x8 pixels.*got 2x2"),
+    ("fit on 0-255 images", lambda: fit(net(), TensorDataset(X * 255, Y), epochs=1), ValueError, r"0-255"),
+    ("preprocess an unknown type", lambda: net().preprocess("photo.png"), TypeError, r"image must be a PIL"),
     ("few_shot not a dataset", lambda: few_shot([1, 2], 1), TypeError, r"dataset must be a map-style"),
 ]
 
@@ -64,6 +71,27 @@ CASES = [
 def test_bad_input(label, call, exc, pattern):
     with pytest.raises(exc, match=pattern):
         call()
+
+
+def test_input_checks_can_be_turned_off(monkeypatch):
+    model = net().eval()
+    model.backbone.check_inputs = False
+    assert model(X * 255).shape == (8, 2)
+    monkeypatch.setenv("TLCOURSE_CHECK_INPUTS", "0")
+    assert net().eval()(torch.rand(2, 3, 2, 2)).shape == (2, 2)
+
+
+def test_preprocessing_is_the_model_card_contract():
+    from PIL import Image
+
+    from tlcourse.models import model_card, preprocessing
+
+    card = model_card()["input"]
+    assert card["range"] == [0.0, 1.0] and card["input_size"] == [28, 28] and card["min_size"] == [8, 8]
+    prep = preprocessing("glyphs-resnet")
+    x = prep(Image.new("L", (64, 50), 255))
+    assert x.shape == (3, 28, 28) and torch.allclose(x, torch.ones_like(x))
+    assert "[0, 1]" in repr(prep) and "inside the model" in repr(prep)
 
 
 def test_text_dataset_takes_class_names():

@@ -11,8 +11,11 @@ from tlcourse.models.pretrained import (
 )
 from tlcourse.models.resnet import BLOCK_NAMES, Backbone, BasicBlock, SmallResNet, replace_head
 from tlcourse.models.text import TextClassifier, encode_texts, load_text_encoder, mean_pool
+from tlcourse.models.transforms import ImagePreprocess, preprocessing
 
 __all__ = [
+    "ImagePreprocess",
+    "preprocessing",
     "LoRALinear",
     "TextClassifier",
     "apply_lora",

@@ -1,4 +1,4 @@
-"""A small ResNet for 28×28 images: the course's vision backbone.
+"""A small ResNet for 28×28 images (any size from 8×8): the course's vision backbone.
 
 The network is split into a ``backbone`` (image → feature vector) and a ``head`` (feature
 vector → class scores), the two parts every transfer recipe treats differently. The backbone
@@ -16,7 +16,7 @@ import torch
 from torch import nn
 
 from tlcourse.checks import check_int, check_tensor
-from tlcourse.models.transforms import PRETRAIN_SIZE, ImagePreprocess
+from tlcourse.models.transforms import PRETRAIN_SIZE, ImagePreprocess, check_image_batch, input_checks_enabled
 
 __all__ = ["BasicBlock", "Backbone", "SmallResNet", "replace_head", "BLOCK_NAMES", "check_class_names"]
 
@@ -51,7 +51,16 @@ class Backbone(nn.Module):
 
     Stages: ``stem`` (3×3 conv and 2×2 max-pooling: 28×28 → 14×14), ``layer1`` (14×14),
     ``layer2`` (7×7) and ``layer3`` (4×4), then global average pooling.
+
+    The input contract (:mod:`tlcourse.models.transforms`): values in [0, 1] (not 0–255, not
+    normalised: the backbone normalises), at least 8×8 pixels, pretrained at 28×28. A batch
+    that breaks it raises ``ValueError`` (``check_inputs = False`` turns the check off; on a GPU
+    only the first batch is checked, as reading the range waits for the device).
     """
+
+    #: Check each input's range and size (see :func:`tlcourse.models.transforms.check_image_batch`).
+    check_inputs: bool = True
+    _inputs_checked_on_device: bool = False
 
     def __init__(self, widths: Sequence[int] = (32, 64, 128), in_channels: int = 3) -> None:
         super().__init__()
@@ -81,6 +90,11 @@ class Backbone(nn.Module):
                 x = x.expand(-1, self.in_channels, -1, -1)
             else:
                 raise ValueError(f"x must have 1 or {self.in_channels} channels, got shape {tuple(x.shape)}")
+        if self.check_inputs and not self._inputs_checked_on_device and input_checks_enabled():
+            if not torch.compiler.is_compiling() and x.device.type != "meta":
+                check_image_batch("x", x)
+                if x.device.type != "cpu":  # one sync, then trust the pipeline
+                    self._inputs_checked_on_device = True
         # channels-last memory makes these small convolutions 1.3-1.6x faster on a CPU (and is
         # the layout tensor cores prefer); the weights stay in the default layout.
         return ((x - self.mean) / self.std).contiguous(memory_format=torch.channels_last)
