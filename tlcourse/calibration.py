@@ -16,6 +16,7 @@ tend to be over-confident (Guo et al. 2017, *On Calibration of Modern Neural Net
 
 from __future__ import annotations
 
+import warnings
 from typing import Any, NamedTuple
 
 import numpy as np
@@ -209,7 +210,7 @@ class TemperatureScaler(nn.Module):
         check_tensor("logits", logits, ndim=2, dtype="float")
         return logits / self.log_temperature.exp().to(logits.dtype)
 
-    def fit(self, logits: torch.Tensor, labels: torch.Tensor, max_iter: int = 100) -> "TemperatureScaler":
+    def fit(self, logits: torch.Tensor, labels: torch.Tensor, max_iter: int = 100) -> TemperatureScaler:
         """Fit :math:`T` on validation ``logits`` ``(N, K)`` and ``labels`` ``(N,)``; returns ``self``."""
         check_tensor("logits", logits, ndim=2, dtype="float")
         check_finite("logits", logits)
@@ -221,6 +222,7 @@ class TemperatureScaler(nn.Module):
         max_iter = check_int("max_iter", max_iter, minimum=1)
         z = logits.detach().double().cpu()
         y = labels.detach().cpu()
+        _warn_if_no_optimum(z, y)
         log_t = torch.zeros((), dtype=torch.float64, requires_grad=True)
         opt = torch.optim.LBFGS([log_t], lr=0.5, max_iter=max_iter, line_search_fn="strong_wolfe")
 
@@ -237,6 +239,26 @@ class TemperatureScaler(nn.Module):
 
     def extra_repr(self) -> str:
         return f"temperature={self.temperature:.4f}"
+
+
+def _warn_if_no_optimum(z: torch.Tensor, y: torch.Tensor) -> None:
+    """Warn when the NLL has no finite minimiser :math:`T^\\star` (it is convex in :math:`\beta = 1/T`).
+
+    Its slope in :math:`\beta` is :math:`\frac1N\\sum_i (\\mathbb{E}_{p_\beta}[z_i] - z_{i,y_i})`: at
+    :math:`\beta = 0` that is the mean of (average logit − true logit); as :math:`\beta \to \\infty`
+    it tends to the mean of (max logit − true logit).
+    """
+    true = z.gather(1, y[:, None]).squeeze(1)
+    if bool((z.max(1).values - true <= 0).all()):
+        warnings.warn(
+            "every validation example is classified correctly, so the NLL keeps falling as T → 0: there is no "
+            "finite optimal temperature and the fitted T is just where the optimiser stopped. Use more (or harder) "
+            "validation data", RuntimeWarning, stacklevel=3)
+    elif float((z.mean(1) - true).mean()) >= 0:
+        warnings.warn(
+            "the true classes score at or below the average logit, so the NLL keeps falling as T → ∞ (uniform "
+            "predictions): there is no finite optimal temperature. Check that the labels match the logits",
+            RuntimeWarning, stacklevel=3)
 
 
 def fit_temperature(logits: torch.Tensor, labels: torch.Tensor, max_iter: int = 100) -> float:

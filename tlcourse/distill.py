@@ -31,6 +31,7 @@ from torch.utils.data import DataLoader, Dataset, TensorDataset
 
 from tlcourse.checks import (
     check_choice,
+    check_finite,
     check_int,
     check_labels,
     check_positive,
@@ -60,6 +61,10 @@ def _check_logits(student_logits: Any, teacher_logits: Any) -> None:
             "student_logits and teacher_logits must have the same shape (batch, num_classes), got "
             f"{tuple(student_logits.shape)} and {tuple(teacher_logits.shape)}"
         )
+    if len(student_logits) == 0:
+        raise ValueError("student_logits is an empty batch: the loss is a mean over examples (NaN for none)")
+    check_finite("student_logits", student_logits)
+    check_finite("teacher_logits", teacher_logits)
 
 
 def distillation_loss(

@@ -25,7 +25,7 @@ import torch.nn.functional as F
 from torch import nn
 from torch.utils.data import DataLoader, Dataset
 
-from tlcourse.checks import check_int, check_non_negative, check_positive
+from tlcourse.checks import check_finite, check_int, check_labels, check_non_negative, check_positive, check_tensor
 from tlcourse.train import History, fit
 from tlcourse.train.features import extract_features
 from tlcourse.utils import count_parameters
@@ -204,4 +204,9 @@ class L2SPLoss(nn.Module):
         return 0.5 * self.alpha * (sp if sp is not None else zero) + 0.5 * self.beta * (new if new is not None else zero)
 
     def forward(self, logits: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
+        check_tensor("logits", logits, ndim=2, dtype="float")
+        check_labels("labels", labels, num_classes=logits.shape[1])
+        if len(labels) != len(logits):
+            raise ValueError(f"logits and labels must have the same length, got {len(logits)} and {len(labels)}")
+        check_finite("logits", logits)
         return F.cross_entropy(logits, labels) + self.penalty()

@@ -33,7 +33,7 @@ from torch import nn
 
 from tlcourse.adapt.loop import feature_parts, head_parameters
 from tlcourse.adapt.nets import DomainDiscriminator
-from tlcourse.checks import check_feature_pair, check_int, check_positive
+from tlcourse.checks import check_feature_pair, check_finite, check_int, check_positive, check_tensor
 from tlcourse.train import Engine, History
 from tlcourse.train.engine import PlainContext, check_engine_options
 from tlcourse.train.loaders import as_dataset, paired_loader
@@ -44,6 +44,12 @@ __all__ = ["adda_discriminator_loss", "adda_update", "adda_step", "train_adda"]
 
 def adda_discriminator_loss(d_source: torch.Tensor, d_target: torch.Tensor) -> torch.Tensor:
     """``½ BCE(d_source, 1) + ½ BCE(d_target, 0)`` on discriminator logits."""
+    for name, d in (("d_source", d_source), ("d_target", d_target)):
+        check_tensor(name, d, dtype="float")
+        if d.numel() == 0:
+            raise ValueError(f"{name} is empty: the discriminator loss needs at least one logit per domain "
+                             "(a mean over an empty batch is NaN)")
+        check_finite(name, d)
     return 0.5 * (
         F.binary_cross_entropy_with_logits(d_source, torch.ones_like(d_source))
         + F.binary_cross_entropy_with_logits(d_target, torch.zeros_like(d_target))

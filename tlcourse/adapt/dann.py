@@ -19,6 +19,7 @@ discriminator's accuracy (close to 0.5 when the domains are aligned).
 
 from __future__ import annotations
 
+import warnings
 from typing import Any
 
 import torch
@@ -79,6 +80,7 @@ class DomainAdversarialLoss(nn.Module):
         self.schedule = bool(schedule)
         self.step = 0
         self.discriminator_accuracy: torch.Tensor | float = float("nan")
+        self._warned_fixed = False
 
     @property
     def lambda_(self) -> float:
@@ -91,11 +93,23 @@ class DomainAdversarialLoss(nn.Module):
     def forward(self, f_s: torch.Tensor, f_t: torch.Tensor) -> torch.Tensor:
         check_feature_pair(f_s, f_t)
         if self.training:
+            if self.schedule and self.max_steps is None and not self._warned_fixed:
+                self._warned_fixed = True
+                warnings.warn(
+                    f"DomainAdversarialLoss has no max_steps: λ stays fixed at {self.lambda_:g} instead of following "
+                    "Ganin et al.'s schedule 2/(1+exp(-γp))-1. Pass max_steps=<total training steps> (train_dann "
+                    "does), or schedule=False to keep λ fixed on purpose", UserWarning, stacklevel=2)
             self._update_lambda()
             self.step += 1
         logits = self.discriminator(self.grl(torch.cat([f_s, f_t])))
         if logits.ndim == 2 and logits.shape[1] == 1:
             logits = logits.squeeze(1)
+        if logits.shape != (len(f_s) + len(f_t),):
+            raise ValueError(
+                f"discriminator must output one logit per example, shape (N,) or (N, 1), got {tuple(logits.shape)} "
+                "for N = len(f_s) + len(f_t): give it a 1-unit output (binary cross-entropy, source vs target), "
+                "e.g. DomainDiscriminator(feature_dim)"
+            )
         labels = torch.cat([f_s.new_ones(len(f_s)), f_t.new_zeros(len(f_t))])
         loss_s = F.binary_cross_entropy_with_logits(logits[: len(f_s)], labels[: len(f_s)])
         loss_t = F.binary_cross_entropy_with_logits(logits[len(f_s) :], labels[len(f_s) :])

@@ -21,11 +21,12 @@ Both are differentiable transfer losses ``(f_s, f_t) → scalar`` for
 from __future__ import annotations
 
 from collections.abc import Sequence
+from typing import Any
 
 import torch
 from torch import nn
 
-from tlcourse.checks import check_feature_pair, check_positive
+from tlcourse.checks import check_feature_pair, check_not_constant, check_positive
 
 __all__ = ["gaussian_kernel", "mmd2", "MMDLoss", "covariance", "coral_loss", "CORALLoss", "DEFAULT_SCALES"]
 
@@ -39,9 +40,26 @@ def _sq_dists(x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
     return d2.clamp_min(0)
 
 
+def _bandwidth_list(bandwidths: Any) -> list[float] | None:
+    """``bandwidths`` as a list of floats: a number, a 0-d/1-d tensor or a sequence of numbers."""
+    if bandwidths is None:
+        return None
+    if isinstance(bandwidths, torch.Tensor):
+        if bandwidths.ndim > 1 or bandwidths.is_complex():
+            raise ValueError(f"bandwidths must be a number or a 1-D tensor of σ > 0, "
+                             f"got shape {tuple(bandwidths.shape)}")
+        return [float(b) for b in bandwidths.detach().reshape(-1).tolist()]
+    if isinstance(bandwidths, (int, float)) and not isinstance(bandwidths, bool):
+        return [float(bandwidths)]
+    if isinstance(bandwidths, Sequence) and not isinstance(bandwidths, str):
+        return [float(check_positive("bandwidths", b)) for b in bandwidths]
+    raise TypeError(f"bandwidths must be a number, a sequence of numbers or a tensor, got {type(bandwidths).__name__}")
+
+
 def _sigmas2(
     pooled_sq: torch.Tensor, bandwidths: Sequence[float] | None, scales: Sequence[float]
 ) -> list[torch.Tensor | float]:
+    bandwidths = _bandwidth_list(bandwidths)
     if bandwidths is not None:
         if len(bandwidths) == 0:
             raise ValueError("bandwidths must hold at least one σ > 0")
@@ -58,9 +76,7 @@ def gaussian_kernel(
     x: torch.Tensor, y: torch.Tensor, bandwidths: Sequence[float] | float = 1.0
 ) -> torch.Tensor:
     """Mean over ``bandwidths`` σ of ``exp(−‖x_i − y_j‖² / (2σ²))``; shape ``(len(x), len(y))``."""
-    check_feature_pair(x, y)
-    if isinstance(bandwidths, (int, float)):
-        bandwidths = [bandwidths]
+    check_feature_pair(x, y, ("x", "y"))
     sig2 = _sigmas2(x.new_zeros(1, 1), bandwidths, ())
     d2 = _sq_dists(x, y)
     return torch.stack([torch.exp(-d2 / (2 * s)) for s in sig2]).mean(0)
@@ -77,19 +93,20 @@ def mmd2(
 
     Args:
         x, y: ``(m, d)`` and ``(n, d)`` samples.
-        bandwidths: kernel widths σ > 0; when ``None`` they are set from the data as
+        bandwidths: kernel widths σ > 0 (a number, a sequence or a tensor); when ``None`` they are set from the data as
             ``σ² = scale · (mean squared distance between all pooled rows)`` for each of ``scales``
             (no gradient flows through this choice).
         unbiased: drop the diagonal terms (U-statistic, needs m, n ≥ 2) instead of the biased
             V-statistic.
     """
-    check_feature_pair(x, y)
+    check_feature_pair(x, y, ("x", "y"))
     if unbiased and (len(x) < 2 or len(y) < 2):
         raise ValueError(f"the unbiased MMD needs at least 2 rows in x and y, got {len(x)} and {len(y)}")
     m, n = len(x), len(y)
     pooled = torch.cat([x, y])
     d2 = _sq_dists(pooled, pooled)
     sig2 = _sigmas2(d2, bandwidths, scales)
+    check_not_constant("torch.cat([x, y])", pooled, "MMD² is 0 by construction and gives no gradient to align")
     k = torch.stack([torch.exp(-d2 / (2 * s)) for s in sig2]).mean(0)
     kxx, kyy, kxy = k[:m, :m], k[m:, m:], k[:m, m:]
     if unbiased:
@@ -110,12 +127,12 @@ class MMDLoss(nn.Module):
         scales: Sequence[float] = DEFAULT_SCALES,
     ) -> None:
         super().__init__()
-        if bandwidths is not None:
-            for b in bandwidths:
-                check_positive("bandwidths", float(b))
+        found = _bandwidth_list(bandwidths)
+        for b in found or ():
+            check_positive("bandwidths", b)
         for s in scales:
             check_positive("scales", float(s))
-        self.bandwidths = None if bandwidths is None else tuple(float(b) for b in bandwidths)
+        self.bandwidths = None if found is None else tuple(found)
         self.unbiased = bool(unbiased)
         self.scales = tuple(float(s) for s in scales)
 
@@ -130,6 +147,8 @@ def covariance(x: torch.Tensor) -> torch.Tensor:
     """Unbiased feature covariance ``(XᵀX − (1ᵀX)ᵀ(1ᵀX)/n) / (n − 1)`` of an ``(n, d)`` batch."""
     if not isinstance(x, torch.Tensor) or x.ndim != 2:
         raise ValueError(f"x must be a 2-D tensor, got {getattr(x, 'shape', type(x).__name__)}")
+    if not x.is_floating_point():
+        raise TypeError(f"x must be a floating-point tensor, got {x.dtype}: use x.float()")
     if len(x) < 2:
         raise ValueError(f"the covariance needs at least 2 rows, got {len(x)}")
     xc = x - x.mean(0, keepdim=True)
@@ -141,6 +160,8 @@ def coral_loss(f_s: torch.Tensor, f_t: torch.Tensor) -> torch.Tensor:
     check_feature_pair(f_s, f_t)
     if len(f_s) < 2 or len(f_t) < 2:
         raise ValueError(f"CORAL needs at least 2 rows per domain, got {len(f_s)} and {len(f_t)}")
+    for name, f in (("f_s", f_s), ("f_t", f_t)):
+        check_not_constant(name, f, "its covariance is 0, so CORAL only pulls the other domain's covariance to 0")
     d = f_s.shape[1]
     return (covariance(f_s) - covariance(f_t)).pow(2).sum() / (4 * d * d)
 

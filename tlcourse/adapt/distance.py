@@ -23,7 +23,10 @@ import torch
 
 from tlcourse.checks import check_int, check_positive
 
-__all__ = ["proxy_a_distance", "domain_classifier_error"]
+__all__ = ["proxy_a_distance", "domain_classifier_error", "MIN_HELD_OUT"]
+
+#: Fewest rows per domain in the training and the held-out half of the domain classifier.
+MIN_HELD_OUT = 5
 
 
 def _as_array(name: str, x: Any) -> np.ndarray:
@@ -64,8 +67,14 @@ def domain_classifier_error(
         raise ValueError(f"test_size must be a float in (0, 1), got {test_size!r}")
     check_int("seed", seed, minimum=0)
     check_positive("C", C)
-    rng = np.random.default_rng(seed)
     n = min(len(xs), len(xt))
+    if round(n * test_size) < MIN_HELD_OUT or n - round(n * test_size) < MIN_HELD_OUT:
+        raise ValueError(
+            f"source_features and target_features need enough rows for a held-out error: at least {MIN_HELD_OUT} "
+            f"per domain in each half (test_size={test_size}), got {len(xs)} and {len(xt)} rows; with so few the "
+            "error can only take a handful of values and the A-distance is noise (it can even be negative)"
+        )
+    rng = np.random.default_rng(seed)
     xs = xs[rng.permutation(len(xs))[:n]]
     xt = xt[rng.permutation(len(xt))[:n]]
     x = np.concatenate([xs, xt])

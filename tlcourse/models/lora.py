@@ -91,6 +91,9 @@ class LoRALinear(nn.Module):
         return self.scaling * (self.lora_B @ self.lora_A)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if x.shape[-1] != self.base.in_features:
+            raise ValueError(f"x must have {self.base.in_features} features in its last dimension (the wrapped "
+                             f"layer's in_features), got shape {tuple(x.shape)}")
         # Two thin matmuls (x A^T, then B^T) instead of forming the full d_out × d_in update.
         update = F.linear(F.linear(self.dropout(x), self.lora_A), self.lora_B)
         return self.base(x) + self.scaling * update

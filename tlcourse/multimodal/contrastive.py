@@ -38,7 +38,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from tlcourse.checks import check_int, check_positive, check_tensor
+from tlcourse.checks import check_finite, check_int, check_positive, check_tensor
 from tlcourse.distributed import gather_with_grad, rank, world_size
 from tlcourse.utils import get_device
 
@@ -115,6 +115,8 @@ class ContrastiveLoss(nn.Module):
             raise ValueError(
                 f"image_emb and text_emb must pair up (same length), got {len(image_emb)} and {len(text_emb)}"
             )
+        check_finite("image_emb", image_emb)
+        check_finite("text_emb", text_emb)
         if world_size() == 1:
             return clip_loss(self.logits(image_emb, text_emb))
         # This process's rows against the global batch's columns (Eq. 7.4 over the global batch):

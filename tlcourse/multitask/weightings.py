@@ -13,7 +13,7 @@ from collections.abc import Iterable, Mapping, Sequence
 import torch
 from torch import nn
 
-from tlcourse.checks import check_int, check_non_negative, check_positive
+from tlcourse.checks import check_int, check_non_negative, check_positive, value_checks_enabled
 from tlcourse.distributed import all_reduce_mean
 from tlcourse.multitask.gradients import (
     _check_losses,
@@ -198,6 +198,10 @@ def dwa_weights(
             "previous and before_previous must be 1-D with one average loss per task and the same length, "
             f"got shapes {tuple(prev.shape)} and {tuple(before.shape)}"
         )
+    for name, values in (("previous", prev), ("before_previous", before)):
+        if not torch.isfinite(values).all():
+            raise ValueError(f"{name} holds NaN or infinite average losses ({values.tolist()}): DWA's loss ratios "
+                             "and weights would be NaN; a task's loss diverged or was never recorded")
     if (before <= 0).any() or (prev < 0).any():
         raise ValueError("average losses must be >= 0 (and > 0 for before_previous) to form loss ratios")
     rates = prev / before
@@ -384,6 +388,11 @@ class PCGrad(Weighting):
         same update; the heads' gradients are averaged by the training loop as usual.
         """
         values = self.check_losses(losses)
+        stacked = torch.stack([v.detach().reshape(()) for v in values])
+        if value_checks_enabled() and not bool(torch.isfinite(stacked).all()):
+            bad = [t for t, v in zip(self.tasks, values) if not bool(torch.isfinite(v.detach()).all())]
+            raise ValueError(f"losses of {bad} are NaN or infinite: PCGrad's projection would spread NaN into every "
+                             "shared gradient (this check is one device sync; tlcourse.checks.set_value_checks(False))")
         params = _params_list("shared_parameters", shared_parameters, "PCGrad")
         scaled = _scaled(values, loss_scale)
         grads = all_reduce_mean(task_gradients(dict(zip(self.tasks, scaled)), params))

@@ -128,11 +128,23 @@ class _ReseedEachEpoch:
         self.loader.generator.manual_seed(self.seed * 1000 + epoch)
 
 
+def check_materialised(model: Any) -> None:
+    """``model`` must be an ``nn.Module`` whose tensors hold data (not on the ``meta`` device)."""
+    if not isinstance(model, nn.Module):
+        raise TypeError(f"model must be a torch.nn.Module, got {type(model).__name__}")
+    meta = [n for n, t in [*model.named_parameters(), *model.named_buffers()] if t.is_meta]
+    if meta:
+        raise ValueError(
+            f"model has {len(meta)} tensors on the meta device (shapes without data, e.g. {meta[0]!r}): "
+            "materialise it first, e.g. model.to_empty(device='cpu') then load its weights "
+            "(or load_state_dict(state, assign=True))"
+        )
+
+
 def _check_fit_arguments(model: Any, epochs: Any, lr: Any, weight_decay: Any, scheduler_interval: str,
                          monitor: str, early_stopping: Any, val_data: Any, grad_clip: Any, resume: bool,
                          checkpoint: Any, seed: Any) -> None:
-    if not isinstance(model, nn.Module):
-        raise TypeError(f"model must be a torch.nn.Module, got {type(model).__name__}")
+    check_materialised(model)
     check_int("epochs", epochs, minimum=1)
     check_positive("lr", lr)
     check_non_negative("weight_decay", weight_decay)
@@ -265,6 +277,7 @@ def _batches(
     soft_ok: bool = False,
 ) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
     """``(logits, labels)`` per batch, in eval mode without gradients; the labels are checked on the host."""
+    check_materialised(model)
     dev = get_device(device)
     model.to(dev)
     loader = make_loader(data, batch_size, False, dev, collate_fn=collate_fn, even=False)

@@ -43,7 +43,7 @@ from typing import Any
 import torch
 from torch import nn
 
-from tlcourse.checks import check_choice, check_int, check_positive
+from tlcourse.checks import check_choice, check_int, check_positive, value_checks
 from tlcourse.distributed import all_reduce_sum, average_gradients, convert_sync_batchnorm, rank, world_size
 from tlcourse.train.amp import amp_dtype, make_grad_scaler
 from tlcourse.train.context import PlainContext, StepContext
@@ -194,7 +194,8 @@ class Engine:
                 began = time.perf_counter()
                 self.epoch = epoch
                 bar.set_description(f"{self.desc} {epoch + 1}/{epochs}")
-                sums, count, trace = self._train_epoch(loader, step, manual, bar)
+                with value_checks(False):  # the engine checks the losses itself, without a sync per step
+                    sums, count, trace = self._train_epoch(loader, step, manual, bar)
                 record = self._close_epoch(sums, count, trace, history, at_epoch_end)
                 bar.set_postfix({k: round(v, 4) for k, v in record.items() if k.endswith(("loss", "accuracy"))})
                 stop = best.update(record, epoch, history, self)

@@ -130,8 +130,9 @@ def predict(
     ``max_length`` tokens at most). Runs in eval mode without gradients. Under ``torchrun`` each
     process predicts its own share of a Dataset.
     """
-    if not isinstance(model, nn.Module):
-        raise TypeError(f"model must be a torch.nn.Module, got {type(model).__name__}")
+    from tlcourse.train.classification import check_materialised
+
+    check_materialised(model)
     check_int("batch_size", batch_size, minimum=1)
     dev = get_device(device)
     batches, order = _as_batches(model, data, batch_size, dev, collate_fn, preprocess, tokenizer, max_length)

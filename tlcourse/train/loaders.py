@@ -41,6 +41,7 @@ __all__ = [
     "fetch",
     "to_device",
     "split_batch",
+    "checked_collate",
 ]
 
 Batch = tuple[Any, torch.Tensor]
@@ -134,6 +135,38 @@ class ShardedSampler(DistributedSampler):
             self.generator.set_state(state["generator"])
 
 
+def _describe(x: Any) -> str:
+    return f"{type(x).__name__} of shape {tuple(x.shape)}" if isinstance(x, torch.Tensor) else type(x).__name__
+
+
+def checked_collate(batch: list[Any]) -> Any:
+    """``default_collate`` that explains the two usual failures with a practitioner's own images.
+
+    PIL images (an ``ImageFolder`` without a transform) and images of different sizes make
+    ``default_collate`` fail deep inside torch; here the error says which transform is missing.
+    Costs nothing when collation succeeds.
+    """
+    try:
+        return default_collate(batch)
+    except (TypeError, RuntimeError) as err:
+        first = batch[0][0] if batch and isinstance(batch[0], (tuple, list)) else (batch[0] if batch else None)
+        if type(first).__module__.startswith("PIL"):
+            raise TypeError(
+                "the dataset returns PIL images, which cannot be batched: give it a transform that makes tensors in "
+                "[0, 1], e.g. ImageFolder(root, transform=model.preprocess) (resizes to the model's size) or "
+                "torchvision.transforms.ToTensor()"
+            ) from err
+        inputs = [item[0] if isinstance(item, (tuple, list)) else item for item in batch]
+        shapes = {tuple(x.shape) for x in inputs if isinstance(x, torch.Tensor)}
+        if len(shapes) > 1:
+            raise ValueError(
+                f"the dataset returns inputs of different shapes in one batch ({sorted(shapes)[:3]}...): resize "
+                "images to one size (transform=model.preprocess resizes to the model's size, or "
+                "torchvision.transforms.Resize)"
+            ) from err
+        raise TypeError(f"could not batch the dataset's items (first input: {_describe(first)}): {err}") from err
+
+
 def make_loader(
     data: Dataset | DataLoader,
     batch_size: int,
@@ -174,7 +207,7 @@ def make_loader(
         generator=generator,
         num_workers=num_workers,
         pin_memory=device.type == "cuda",
-        collate_fn=collate_fn,
+        collate_fn=collate_fn or checked_collate,
         drop_last=drop_last,
         persistent_workers=num_workers > 0,
     )
@@ -189,7 +222,7 @@ def fetch(dataset: Dataset, index: torch.Tensor) -> Any:
         return images[index], labels[index]
     rows = index.tolist()
     items = dataset.__getitems__(rows) if hasattr(dataset, "__getitems__") else [dataset[i] for i in rows]
-    return default_collate(items)
+    return checked_collate(items)
 
 
 class _GeneratorState:
