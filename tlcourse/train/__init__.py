@@ -11,10 +11,11 @@
 """
 
 from tlcourse.train.amp import autocast_context
-from tlcourse.train.classification import evaluate, fit, predict, predict_names
+from tlcourse.train.classification import evaluate, fit
 from tlcourse.train.engine import Engine, PlainContext, StepContext
 from tlcourse.train.features import extract_features
 from tlcourse.train.history import History, NonFiniteLossError
+from tlcourse.train.inference import predict, predict_names
 from tlcourse.train.loaders import make_loader
 
 __all__ = [

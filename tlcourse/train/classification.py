@@ -26,12 +26,12 @@ from tlcourse.distributed import all_reduce_sum
 from tlcourse.train.amp import autocast_context
 from tlcourse.train.engine import Engine
 from tlcourse.train.history import History
-from tlcourse.train.inference import model_class_names, predict, predict_names
+from tlcourse.train.inference import model_class_names, predict, predict_names  # noqa: F401 (re-exported)
 from tlcourse.train.loaders import make_loader, split_batch, to_device
 from tlcourse.train.optimizers import OptimizerArg, make_optimizer, make_scheduler
 from tlcourse.utils import get_device
 
-__all__ = ["fit", "evaluate", "predict", "predict_names", "classification_step", "forward_logits", "check_class_labels"]
+__all__ = ["fit", "evaluate", "classification_step", "forward_logits", "check_class_labels", "check_materialised"]
 
 #: How the training metrics of a classification step are named in a record.
 TRAIN_NAMES = {"loss": "train_loss", "accuracy": "train_accuracy"}
