@@ -101,7 +101,7 @@ CASES = [
     ("preprocess an unknown type", lambda: net().preprocess("photo.png"), TypeError, r"image must be a PIL"),
     # non-finite inputs to losses
     ("mmd2 NaN x", lambda: mmd2(NAN, F), ValueError, r"^x contains NaN or infinite values \(24 NaN"),
-    ("MMDLoss inf f_t", lambda: MMDLoss()(F, INF), ValueError, r"^y contains NaN or infinite values \(0 NaN, 4 inf"),
+    ("MMDLoss inf f_t", lambda: MMDLoss()(F, INF), ValueError, r"^f_t contains NaN or infinite values \(0 NaN, 4 inf"),
     ("coral_loss NaN f_s", lambda: coral_loss(NAN, F), ValueError, r"^f_s contains NaN"),
     ("CORALLoss inf f_t", lambda: CORALLoss()(F, INF), ValueError, r"^f_t contains NaN or infinite"),
     ("DANN NaN f_s", lambda: DomainAdversarialLoss(4, max_steps=10)(NAN, F), ValueError, r"^f_s contains NaN"),

@@ -99,14 +99,20 @@ def mmd2(
         unbiased: drop the diagonal terms (U-statistic, needs m, n ≥ 2) instead of the biased
             V-statistic.
     """
-    check_feature_pair(x, y, ("x", "y"))
+    return _mmd2(x, y, bandwidths, unbiased, scales, ("x", "y"))
+
+
+def _mmd2(x: torch.Tensor, y: torch.Tensor, bandwidths: Any, unbiased: bool, scales: Sequence[float],
+          names: tuple[str, str]) -> torch.Tensor:
+    check_feature_pair(x, y, names)
     if unbiased and (len(x) < 2 or len(y) < 2):
         raise ValueError(f"the unbiased MMD needs at least 2 rows in x and y, got {len(x)} and {len(y)}")
     m, n = len(x), len(y)
     pooled = torch.cat([x, y])
     d2 = _sq_dists(pooled, pooled)
     sig2 = _sigmas2(d2, bandwidths, scales)
-    check_not_constant("torch.cat([x, y])", pooled, "MMD² is 0 by construction and gives no gradient to align")
+    check_not_constant(f"torch.cat([{names[0]}, {names[1]}])", pooled,
+                       "MMD² is 0 by construction and gives no gradient to align")
     k = torch.stack([torch.exp(-d2 / (2 * s)) for s in sig2]).mean(0)
     kxx, kyy, kxy = k[:m, :m], k[m:, m:], k[:m, m:]
     if unbiased:
@@ -137,7 +143,7 @@ class MMDLoss(nn.Module):
         self.scales = tuple(float(s) for s in scales)
 
     def forward(self, f_s: torch.Tensor, f_t: torch.Tensor) -> torch.Tensor:
-        return mmd2(f_s, f_t, self.bandwidths, self.unbiased, self.scales)
+        return _mmd2(f_s, f_t, self.bandwidths, self.unbiased, self.scales, ("f_s", "f_t"))
 
     def extra_repr(self) -> str:
         return f"bandwidths={self.bandwidths}, unbiased={self.unbiased}, scales={self.scales}"
