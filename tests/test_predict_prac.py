@@ -118,3 +118,25 @@ def test_fit_takes_class_names_from_the_data():
     fit(model, data, epochs=1, progress=False)
     assert model.class_names == ["no", "yes"]
     assert set(predict_names(model, data)) <= {"no", "yes"}
+
+
+def test_predict_loader_with_replacement_warns_and_keeps_loader_order():
+    from torch.utils.data import RandomSampler
+
+    x = torch.randn(10, 4)
+    net = nn.Linear(4, 2)
+    data = TensorDataset(x, torch.zeros(10, dtype=torch.long))
+    loader = DataLoader(data, batch_size=4, sampler=RandomSampler(data, replacement=True, num_samples=12,
+                                                                  generator=torch.Generator().manual_seed(0)))
+    with pytest.warns(UserWarning, match="more than once"):
+        out = predict(net, loader)
+    assert out.shape == (12, 2)
+
+
+def test_predict_a_subset_loader_returns_index_order():
+    from torch.utils.data import SubsetRandomSampler
+
+    x = torch.randn(10, 4)
+    net = nn.Linear(4, 2)
+    loader = DataLoader(TensorDataset(x), batch_size=3, sampler=SubsetRandomSampler([7, 2, 5, 0]))
+    torch.testing.assert_close(predict(net, loader), net(x[[0, 2, 5, 7]]).detach())

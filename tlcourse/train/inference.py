@@ -127,8 +127,10 @@ def predict(
     ``data`` may be a Dataset, a DataLoader (any sampler: the rows are put back in dataset
     order), a tensor batch, a PIL image or a list of them (through ``preprocess`` or
     ``model.preprocess``) or a list of strings (through ``tokenizer`` or ``model.tokenizer``,
-    ``max_length`` tokens at most). Runs in eval mode without gradients. Under ``torchrun`` each
-    process predicts its own share of a Dataset.
+    ``max_length`` tokens at most). Runs in eval mode without gradients. A loader that visits only
+    some examples (a subset sampler, a distributed shard) gives their rows in index order; one
+    that visits some twice (sampling with replacement) keeps its own order, with a warning. Under
+    ``torchrun`` each process predicts its own share of a Dataset.
     """
     from tlcourse.train.classification import check_materialised
 
