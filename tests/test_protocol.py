@@ -280,3 +280,25 @@ def test_study_bad_input():
         Claim("no bound", a="x", b="y")
     with pytest.raises(ValueError, match="reference"):
         Claim("share", a="x", b="y", statistic="share_of_gain", at_least=0.9)
+
+
+def test_share_of_gain_is_unbounded_when_the_gain_itself_is_uncertain():
+    """A ratio whose denominator's CI reaches zero has no finite CI (Fieller); never a zero-width one."""
+    rng = np.random.default_rng(3)
+    b = (rng.random((3, 96)) < np.array([[0.45], [0.62], [0.60]])).astype(float)  # gain over 0.5: unsure
+    a = (rng.random((3, 96)) < np.array([[0.55], [0.60], [0.58]])).astype(float)
+    d = paired_bootstrap(a, b, statistic="share_of_gain", reference=0.5)
+    assert d.ci_low == -np.inf and d.ci_high == np.inf
+
+
+def test_share_of_gain_interval_has_width_and_covers_the_truth():
+    """Where the gain is clear, the ratio's interval is finite, of positive width, and covers the truth."""
+    rng = np.random.default_rng(4)
+    hits, trials = 0, 60
+    for _ in range(trials):
+        b = (rng.random((3, 200)) < 0.80).astype(float)
+        a = (rng.random((3, 200)) < 0.77).astype(float)   # true share (0.77 − 0.5) / (0.80 − 0.5) = 0.9
+        d = paired_bootstrap(a, b, statistic="share_of_gain", reference=0.5, n_boot=400, seed=int(rng.integers(1e6)))
+        assert np.isfinite(d.ci_low) and d.ci_high - d.ci_low > 0.02
+        hits += d.ci_low <= 0.9 <= d.ci_high
+    assert hits / trials >= 0.85

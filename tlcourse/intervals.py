@@ -179,15 +179,33 @@ def two_way_bootstrap(
     reps = _replicates(mats, n_boot, np.random.default_rng(seed))
     rep = reps[0] / reps[1] if statistic == "share_of_gain" else reps[0]
     alpha = 1.0 - confidence
+    s, n = ma.shape
+    if statistic == "share_of_gain" and _gain_may_vanish(mats[1], alpha):
+        # Fieller (1954): when b's own gain is not surely above the reference, the ratio's
+        # interval is unbounded; a finite one would be an artefact of the resampling.
+        return PairedDifference(mean=float(est), ci_low=-np.inf, ci_high=np.inf, std_err=float(np.sqrt(var)),
+                                n_seeds=s, n_items=n, confidence=confidence, statistic=statistic)
     lo, hi = np.quantile(rep, [alpha / 2, 1 - alpha / 2])
-    boot_sd = float(rep.std())
+    # A ratio's replicates have heavy tails: its spread is read robustly (IQR / 1.349).
+    q25, q75 = np.quantile(rep, [0.25, 0.75])
+    boot_sd = float((q75 - q25) / 1.349) if statistic == "share_of_gain" else float(rep.std())
     scale = np.sqrt(var) / boot_sd if boot_sd > 0 else 0.0
     widen = scale * (stats.t.ppf(1 - alpha / 2, df) / stats.norm.ppf(1 - alpha / 2) if np.isfinite(df) else 1.0)
-    s, n = ma.shape
     return PairedDifference(
         mean=float(est), ci_low=float(est - widen * (est - lo)), ci_high=float(est + widen * (hi - est)),
         std_err=float(np.sqrt(var)), n_seeds=s, n_items=n, confidence=confidence, statistic=statistic,
     )
+
+
+def _gain_may_vanish(gain: np.ndarray, alpha: float) -> bool:
+    """Whether the (1 − alpha) interval of ``gain``'s mean reaches zero (or is degenerate)."""
+    from scipy import stats
+
+    var, df = _variance(gain)
+    if not var > 0:
+        return False
+    t = stats.t.ppf(1 - alpha / 2, df) if np.isfinite(df) else stats.norm.ppf(1 - alpha / 2)
+    return float(gain.mean()) - t * float(np.sqrt(var)) <= 0.0
 
 
 def paired_bootstrap(a: Any, b: Any, **kwargs: Any) -> PairedDifference:
