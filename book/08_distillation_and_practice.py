@@ -812,7 +812,10 @@ _ = glue("ch08_knn_after", 100 * knn["fine-tuned teacher (after)"])
 # of what the target needs (that is why transfer works), and fine-tuning reorganises them
 # around the target's classes.
 #
-# **Digit or background: what do the features encode?** A grid of neighbours invites stories
+# (ch08-digit-or-photo)=
+# ### Digit or photo: what do the features encode?
+#
+# A grid of neighbours invites stories
 # ("these look alike because of their colour"); a controlled measurement settles them. Every
 # MNIST-M image is a digit blended into a crop of a photo, and the crop depends only on a seed,
 # so we can build, for 400 validation digits, three images each: the digit on crop $a$, **the
