@@ -6,10 +6,12 @@
   temperature, the dual encoder, zero-shot classification, retrieval Recall@k.
 * :mod:`~tlcourse.multimodal.captioning` — encoder–decoder captioner with cross-attention,
   greedy and beam decoding, attribute accuracy.
+* :mod:`~tlcourse.multimodal.caption_metrics` — corpus BLEU-4 and CIDEr-D of generated captions.
 * :mod:`~tlcourse.multimodal.tokenizer` — the word-level tokenizer.
 * :mod:`~tlcourse.multimodal.encoders` — small image/text encoders and frozen sentence embeddings.
 """
 
+from tlcourse.multimodal.caption_metrics import BleuResult, caption_tokens, cider_d, corpus_bleu
 from tlcourse.multimodal.captioning import (
     Captioner,
     attribute_accuracy,
@@ -42,6 +44,10 @@ from tlcourse.multimodal.tokenizer import WordTokenizer
 __all__ = [
     "Captioner",
     "WordTokenizer",
+    "BleuResult",
+    "caption_tokens",
+    "cider_d",
+    "corpus_bleu",
     "attribute_accuracy",
     "beam_search",
     "fit_captioner",

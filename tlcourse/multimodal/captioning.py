@@ -195,7 +195,7 @@ def fit_captioner(
     seed: int = 0,
     progress: bool = False,
     **engine_options: Any,
-) -> "History":
+) -> History:
     """Teacher-forcing training with AdamW and one-cycle learning rate; returns the :class:`~tlcourse.train.History`.
 
     ``images`` are what ``model`` eats (images, or precomputed region features when the model

@@ -46,7 +46,7 @@ class WordTokenizer:
         return re.findall(r"[a-z0-9'-]+", text.lower())
 
     @classmethod
-    def fit(cls, texts: Sequence[str], min_count: int = 1) -> "WordTokenizer":
+    def fit(cls, texts: Sequence[str], min_count: int = 1) -> WordTokenizer:
         """Build the vocabulary of ``texts``."""
         if isinstance(texts, str) or not isinstance(texts, Sequence) or len(texts) == 0:
             raise ValueError("texts must be a non-empty sequence of strings")
