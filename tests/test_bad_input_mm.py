@@ -23,3 +23,15 @@ CASES = [
 def test_bad_input(label, call, exc, pattern):
     with pytest.raises(exc, match=pattern):
         call()
+
+
+def test_bad_reference_and_subword_input():
+    from tlcourse.data.captions import make_captions, reference_captions
+    from tlcourse.multimodal.tokenizer import subword_ids
+
+    with pytest.raises(TypeError, match="dataset"):
+        reference_captions(["a red disc"])
+    with pytest.raises(ValueError, match="n must"):
+        reference_captions(make_captions(5, 5).test, n=0)
+    with pytest.raises(TypeError, match="tokenizer"):
+        subword_ids(None, ["a"])

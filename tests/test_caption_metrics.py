@@ -107,3 +107,30 @@ def test_against_pycocoevalcap_live():
     score, mine = cider_d(cands, refs)
     assert score == pytest.approx(expected, abs=1e-12)
     assert mine.tolist() == pytest.approx(list(per), abs=1e-12)
+
+
+def test_reference_captions_describe_the_same_scene():
+    from tlcourse.data.captions import parse_caption, reference_captions
+
+    test = make_captions(50, 40, seed=0).test
+    refs = reference_captions(test, n=5, seed=0)
+    assert len(refs) == 40 and all(len(r) == 5 for r in refs)
+    assert [r[0] for r in refs] == test.captions and refs == reference_captions(test, n=5, seed=0)
+    for i, r in enumerate(refs):
+        for text in r:
+            parsed = parse_caption(text)
+            assert parsed["count"] in (None, int(test.attributes["count"][i]))
+            assert parsed["colour"] is not None and parsed["shape"] is not None
+    assert len({t for r in refs for t in r[1:]} - set(test.captions)) > 0  # new sentences
+
+
+def test_subword_ids_use_the_pretrained_vocabulary():
+    from tlcourse.models.text import load_text_encoder
+    from tlcourse.multimodal.tokenizer import subword_ids
+
+    tokenizer, _ = load_text_encoder()
+    ids = subword_ids(tokenizer, ["a crimson disk", "two scarlet discs on the left"])
+    assert ids.shape[0] == 2 and ids.dtype.is_floating_point is False
+    assert (ids[0] == tokenizer.pad_token_id).sum() > 0  # padded to the longer sentence
+    assert tokenizer.unk_token_id not in ids.tolist()[0]  # unseen words are known subwords, not [UNK]
+    assert tokenizer.decode(ids[0][ids[0] != tokenizer.pad_token_id]) == "a crimson disk"
