@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from tlcourse.multimodal.caption_metrics import caption_tokens, cider_d, corpus_bleu, ngram_counts
+from tlcourse.multimodal.caption_metrics import CiderD, caption_tokens, cider_d, corpus_bleu, ngram_counts
 
 CASES = [
     ("caption not text", lambda: caption_tokens(3), TypeError, "caption"),
@@ -16,6 +16,7 @@ CASES = [
     ("bleu max_n 0", lambda: corpus_bleu(["a"], [["a"]], max_n=0), ValueError, "max_n"),
     ("cider sigma 0", lambda: cider_d(["a"], [["a"]], sigma=0), ValueError, "sigma"),
     ("cider empty refs", lambda: cider_d(["a"], [[]]), ValueError, r"references\[0\]"),
+    ("CiderD wrong number of candidates", lambda: CiderD([["a"], ["b"]]).score(["a"]), ValueError, "per image"),
 ]
 
 

@@ -134,3 +134,12 @@ def test_subword_ids_use_the_pretrained_vocabulary():
     assert (ids[0] == tokenizer.pad_token_id).sum() > 0  # padded to the longer sentence
     assert tokenizer.unk_token_id not in ids.tolist()[0]  # unseen words are known subwords, not [UNK]
     assert tokenizer.decode(ids[0][ids[0] != tokenizer.pad_token_id]) == "a crimson disk"
+
+
+def test_cider_scorer_reuses_references():
+    from tlcourse.multimodal.caption_metrics import CiderD
+
+    cands, refs = _grammar_corpus()
+    scorer = CiderD(refs)
+    assert scorer.score(cands)[0] == pytest.approx(COCO_CIDER_D, abs=1e-12)
+    assert scorer.score(cands[::-1])[0] == pytest.approx(cider_d(cands[::-1], refs)[0], abs=1e-12)

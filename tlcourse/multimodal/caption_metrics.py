@@ -44,7 +44,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-__all__ = ["caption_tokens", "ngram_counts", "BleuResult", "corpus_bleu", "cider_d"]
+__all__ = ["caption_tokens", "ngram_counts", "BleuResult", "corpus_bleu", "CiderD", "cider_d"]
 
 Text = str | Sequence[str]
 
@@ -68,19 +68,29 @@ def ngram_counts(tokens: Sequence[str], n: int) -> Counter:
     return Counter(tuple(tokens[i : i + n]) for i in range(len(tokens) - n + 1))
 
 
-def _check_corpus(candidates: Sequence[Text], references: Sequence[Sequence[Text]]) -> tuple[list, list]:
+def _check_candidates(candidates: Sequence[Text]) -> list[list[str]]:
     if isinstance(candidates, str) or not isinstance(candidates, Sequence) or len(candidates) == 0:
         raise ValueError("candidates must be a non-empty list of captions (one per image)")
-    if isinstance(references, str) or not isinstance(references, Sequence) or len(references) != len(candidates):
-        n = len(references) if isinstance(references, Sequence) else type(references).__name__
-        raise ValueError(f"references must hold one list of reference captions per candidate "
-                         f"({len(candidates)}), got {n}")
+    return [caption_tokens(c) for c in candidates]
+
+
+def _check_references(references: Sequence[Sequence[Text]], n: int | None = None) -> list[list[list[str]]]:
+    if isinstance(references, str) or not isinstance(references, Sequence) or len(references) == 0 \
+            or (n is not None and len(references) != n):
+        got = len(references) if isinstance(references, Sequence) else type(references).__name__
+        raise ValueError(f"references must hold one list of reference captions per image"
+                         f"{f' ({n})' if n is not None else ''}, got {got}")
     refs = []
     for i, r in enumerate(references):
         if isinstance(r, str) or not isinstance(r, Sequence) or len(r) == 0:
             raise ValueError(f"references[{i}] must be a non-empty list of captions, got {r!r}")
         refs.append([caption_tokens(x) for x in r])
-    return [caption_tokens(c) for c in candidates], refs
+    return refs
+
+
+def _check_corpus(candidates: Sequence[Text], references: Sequence[Sequence[Text]]) -> tuple[list, list]:
+    cands = _check_candidates(candidates)
+    return cands, _check_references(references, len(cands))
 
 
 @dataclass(frozen=True)
@@ -126,6 +136,48 @@ def _tfidf(tokens: list[str], n: int, idf: dict, log_images: float) -> tuple[dic
     return vec, math.sqrt(sum(v * v for v in vec.values()))
 
 
+class CiderD:
+    """CIDEr-D against fixed references: the IDF and the reference vectors are computed once,
+    then :meth:`score` scores any number of systems' candidates (see :func:`cider_d`)."""
+
+    def __init__(self, references: Sequence[Sequence[Text]], max_n: int = 4, sigma: float = 6.0) -> None:
+        if isinstance(max_n, bool) or not isinstance(max_n, int) or max_n < 1:
+            raise ValueError(f"max_n must be an int >= 1, got {max_n!r}")
+        if not isinstance(sigma, (int, float)) or isinstance(sigma, bool) or not sigma > 0:
+            raise ValueError(f"sigma must be a number > 0, got {sigma!r}")
+        self.refs = _check_references(references)
+        self.max_n, self.sigma = max_n, float(sigma)
+        self.log_images = math.log(len(self.refs))
+        self.idf = []
+        for n in range(1, max_n + 1):
+            df: Counter = Counter()
+            for rs in self.refs:
+                df.update({g for r in rs for g in ngram_counts(r, n)})
+            self.idf.append({g: self.log_images - math.log(max(1.0, d)) for g, d in df.items()})
+        self.ref_vectors = [[[_tfidf(r, n, self.idf[n - 1], self.log_images) for n in range(1, max_n + 1)]
+                             for r in rs] for rs in self.refs]
+
+    def score(self, candidates: Sequence[Text]) -> tuple[float, np.ndarray]:
+        """``(mean score, per-image scores)`` of one candidate caption per image."""
+        cands = _check_candidates(candidates)
+        if len(cands) != len(self.refs):
+            raise ValueError(f"candidates must hold one caption per image ({len(self.refs)}), got {len(cands)}")
+        scores = np.zeros(len(cands))
+        for i, (cand, rs) in enumerate(zip(cands, self.refs)):
+            total = 0.0
+            for n in range(1, self.max_n + 1):
+                vc, norm_c = _tfidf(cand, n, self.idf[n - 1], self.log_images)
+                for r, ref_vecs in zip(rs, self.ref_vectors[i]):
+                    vr, norm_r = ref_vecs[n - 1]
+                    if norm_c == 0.0 or norm_r == 0.0:
+                        continue
+                    overlap = sum(min(w, vr[g]) * vr[g] for g, w in vc.items() if g in vr)
+                    penalty = math.exp(-((len(cand) - len(r)) ** 2) / (2 * self.sigma**2))
+                    total += overlap / (norm_c * norm_r) * penalty / len(rs)
+            scores[i] = 10.0 * total / self.max_n
+        return float(scores.mean()), scores
+
+
 def cider_d(
     candidates: Sequence[Text],
     references: Sequence[Sequence[Text]],
@@ -136,31 +188,7 @@ def cider_d(
 
     Document frequencies come from the references of *this* corpus (as in the COCO evaluation),
     so scores are comparable only between systems scored on the same images and references.
+    To score several systems against the same references, build :class:`CiderD` once.
     """
-    if isinstance(max_n, bool) or not isinstance(max_n, int) or max_n < 1:
-        raise ValueError(f"max_n must be an int >= 1, got {max_n!r}")
-    if not isinstance(sigma, (int, float)) or isinstance(sigma, bool) or not sigma > 0:
-        raise ValueError(f"sigma must be a number > 0, got {sigma!r}")
-    cands, refs = _check_corpus(candidates, references)
-    log_images = math.log(len(cands))
-    idf = []
-    for n in range(1, max_n + 1):
-        df: Counter = Counter()
-        for rs in refs:
-            df.update({g for r in rs for g in ngram_counts(r, n)})
-        idf.append({g: log_images - math.log(max(1.0, d)) for g, d in df.items()})
-    scores = np.zeros(len(cands))
-    for i, (cand, rs) in enumerate(zip(cands, refs)):
-        per_n = []
-        for n in range(1, max_n + 1):
-            vc, norm_c = _tfidf(cand, n, idf[n - 1], log_images)
-            total = 0.0
-            for r in rs:
-                vr, norm_r = _tfidf(r, n, idf[n - 1], log_images)
-                if norm_c == 0.0 or norm_r == 0.0:
-                    continue
-                overlap = sum(min(w, vr[g]) * vr[g] for g, w in vc.items() if g in vr)
-                total += overlap / (norm_c * norm_r) * math.exp(-((len(cand) - len(r)) ** 2) / (2 * sigma**2))
-            per_n.append(total / len(rs))
-        scores[i] = 10.0 * float(np.mean(per_n))
-    return float(scores.mean()), scores
+    _check_corpus(candidates, references)
+    return CiderD(references, max_n, sigma).score(candidates)
