@@ -363,9 +363,11 @@ glue("ch07_fusion_cross_vs_product",
 # {glue:text}`ch07_fusion_product_vs_mean` points, 95% CI), and the learned combiner, which can
 # learn the same thing, {glue:text}`ch07_fusion_learned:.1f`%. Temperature scaling does not
 # change any single model's decisions, only how much each one weighs in the mix: the
-# uncalibrated mean differs from the calibrated one by {glue:text}`ch07_fusion_uncal_vs_mean`
-# points — when that interval straddles zero, calibration made no measurable difference *here*,
-# which is no reason to skip it (Exercise 1 shows a case where it matters). The feature-level
+# uncalibrated mean minus the calibrated one is {glue:text}`ch07_fusion_uncal_vs_mean` points
+# (positive: the raw mix did better). Calibration makes each model's probabilities honest; that
+# is not the same as the weighting that makes their *average* most accurate, and for the mean
+# rule the two need not agree. What calibration buys is robustness: Exercise 1 sharpens one model
+# and shows the uncalibrated mean collapse while the calibrated rules do not move. The feature-level
 # models see both feature vectors and learn how they interact; cross-attention minus the product
 # rule: {glue:text}`ch07_fusion_cross_vs_product` points. Choose the fusion rule on validation
 # data, not by habit.
@@ -509,7 +511,7 @@ retrieval.round(3)
 # The exact partner caption is the first hit for {glue:text}`ch07_ret_image_text_r_1`% of the
 # test images, and a caption's own image is among the top five for
 # {glue:text}`ch07_ret_text_image_r_5`% of the captions (mean ± 95% CI over three seeds and the
-# test pairs), among 1,000 candidates (chance: 0.1% and 0.5%). Most "misses" at rank 1 are
+# test pairs), among 1,000 candidates (chance: 0.1% and 0.5%). Many "misses" at rank 1 are
 # captions of other scenes with the same attributes: counting those as hits gives
 # {glue:text}`ch07_ret_image_text_r_1_same_attributes`%. The "novel scenes only" row shows how
 # images of the held-out combinations fare.
