@@ -6,13 +6,16 @@
   temperature, the dual encoder, zero-shot classification, retrieval Recall@k.
 * :mod:`~tlcourse.multimodal.captioning` — encoder–decoder captioner with cross-attention,
   greedy and beam decoding, attribute accuracy.
+* :mod:`~tlcourse.multimodal.caption_metrics` — corpus BLEU-4 and CIDEr-D of generated captions.
 * :mod:`~tlcourse.multimodal.tokenizer` — the word-level tokenizer.
 * :mod:`~tlcourse.multimodal.encoders` — small image/text encoders and frozen sentence embeddings.
 """
 
+from tlcourse.multimodal.caption_metrics import BleuResult, CiderD, caption_tokens, cider_d, corpus_bleu
 from tlcourse.multimodal.captioning import (
     Captioner,
     attribute_accuracy,
+    attribute_matches,
     beam_search,
     fit_captioner,
     generate_captions,
@@ -37,12 +40,19 @@ from tlcourse.multimodal.fusion import (
     late_fusion,
     tune_fusion_weight,
 )
-from tlcourse.multimodal.tokenizer import WordTokenizer
+from tlcourse.multimodal.tokenizer import WordTokenizer, subword_ids
 
 __all__ = [
     "Captioner",
     "WordTokenizer",
+    "subword_ids",
+    "BleuResult",
+    "CiderD",
+    "caption_tokens",
+    "cider_d",
+    "corpus_bleu",
     "attribute_accuracy",
+    "attribute_matches",
     "beam_search",
     "fit_captioner",
     "generate_captions",

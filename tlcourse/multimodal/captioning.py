@@ -8,13 +8,18 @@ idea of Show, Attend and Tell (Xu et al. 2015). Training is teacher forcing: cro
 every next word given the true previous ones.
 
 This is what the source document's ``BertForConditionalGeneration`` could not do: that class
-does not exist in ``transformers``, and a text-only encoder such as BERT has no way to condition
-on an image. Captioning needs a decoder that attends to image features.
+does not exist in ``transformers``, and BERT as it is — an encoder with no cross-attention —
+has no input for an image. Captioning needs a decoder that attends to image features; BERT's
+*weights* can still initialise one, once cross-attention layers are added and the model is
+trained as a causal decoder (what ``transformers.VisionEncoderDecoderModel`` does with a BERT
+checkpoint as its decoder, following Rothe et al. 2020).
 
 * :class:`~tlcourse.multimodal.tokenizer.WordTokenizer` — the word-level vocabulary (its own module).
 * :class:`Captioner` — encoder → memory → :class:`torch.nn.TransformerDecoder` → next-word logits.
 * :func:`greedy_decode`, :func:`beam_search` — inference (beam width 1 is greedy decoding).
-* :func:`fit_captioner`, :func:`generate_captions`, :func:`attribute_accuracy`.
+* :func:`fit_captioner`, :func:`generate_captions`, :func:`attribute_accuracy` (and the
+  per-caption :func:`attribute_matches`); BLEU and CIDEr-D live in
+  :mod:`~tlcourse.multimodal.caption_metrics`.
 """
 
 from __future__ import annotations
@@ -42,6 +47,7 @@ __all__ = [
     "beam_search",
     "generate_captions",
     "attribute_accuracy",
+    "attribute_matches",
 ]
 
 
@@ -195,7 +201,7 @@ def fit_captioner(
     seed: int = 0,
     progress: bool = False,
     **engine_options: Any,
-) -> "History":
+) -> History:
     """Teacher-forcing training with AdamW and one-cycle learning rate; returns the :class:`~tlcourse.train.History`.
 
     ``images`` are what ``model`` eats (images, or precomputed region features when the model
@@ -371,14 +377,13 @@ def generate_captions(
     return out
 
 
-def attribute_accuracy(captions: Sequence[str], attributes: dict[str, torch.Tensor]) -> dict[str, float]:
-    """How often generated captions name the right attributes.
+def attribute_matches(captions: Sequence[str], attributes: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+    """Per caption and attribute: does the caption name the true value? ``{name: (N,) bool}``.
 
     ``attributes`` holds the true values (as in :class:`~tlcourse.data.captions.CaptionDataset`:
     index tensors, ``count`` in 1..3). Each caption is read with
     :func:`~tlcourse.data.captions.parse_caption`; an attribute the caption does not mention
-    counts as wrong. Returns per-attribute accuracy, ``"shape+colour"`` (both right) and
-    ``"all"`` (every attribute right).
+    counts as wrong.
     """
     from tlcourse.data.captions import ATTRIBUTES, COLOURS, POSITIONS, SHAPES, SIZES, parse_caption
 
@@ -397,9 +402,18 @@ def attribute_accuracy(captions: Sequence[str], attributes: dict[str, torch.Tens
         parsed = parse_caption(text)
         for a in ATTRIBUTES:
             truth = int(attributes[a][i])
-            value = truth if a == "count" else names[a][truth]
-            right[a][i] = parsed[a] == value
-    result = {a: float(right[a].float().mean()) for a in ATTRIBUTES}
+            right[a][i] = parsed[a] == (truth if a == "count" else names[a][truth])
+    return right
+
+
+def attribute_accuracy(captions: Sequence[str], attributes: dict[str, torch.Tensor]) -> dict[str, float]:
+    """How often generated captions name the right attributes (see :func:`attribute_matches`).
+
+    Returns per-attribute accuracy, ``"shape+colour"`` (both right) and ``"all"`` (every
+    attribute right).
+    """
+    right = attribute_matches(captions, attributes)
+    result = {a: float(v.float().mean()) for a, v in right.items()}
     result["shape+colour"] = float((right["shape"] & right["colour"]).float().mean())
-    result["all"] = float(torch.stack([right[a] for a in ATTRIBUTES]).all(0).float().mean())
+    result["all"] = float(torch.stack(list(right.values())).all(0).float().mean())
     return result

@@ -179,7 +179,7 @@ class DualEncoder(nn.Module):
                 module.requires_grad_(False)
         self.train()
 
-    def train(self, mode: bool = True) -> "DualEncoder":
+    def train(self, mode: bool = True) -> DualEncoder:
         super().train(mode)
         if self.freeze_image:
             self.image_encoder.eval()

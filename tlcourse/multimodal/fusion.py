@@ -161,7 +161,7 @@ class LearnedLateFusion(nn.Module):
         log_p = torch.stack([p.clamp(min=1e-12).log() for p in probs])  # (M, N, K)
         return torch.einsum("m,mnk->nk", self.weight, log_p) + self.bias
 
-    def fit(self, probs: Sequence[torch.Tensor], labels: torch.Tensor, max_iter: int = 100) -> "LearnedLateFusion":
+    def fit(self, probs: Sequence[torch.Tensor], labels: torch.Tensor, max_iter: int = 100) -> LearnedLateFusion:
         """Fit on validation probabilities and labels; returns ``self``."""
         probs = [p.detach() for p in _check_prob_list(probs)]
         check_labels("labels", labels, self.num_classes)

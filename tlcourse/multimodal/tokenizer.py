@@ -1,7 +1,11 @@
-"""A word-level tokenizer: the vocabulary of a captioner (or any small text model) trained from scratch.
+"""Tokenizers for chapter 7's text models trained from scratch.
 
-Ids 0–3 are ``<pad>``, ``<bos>``, ``<eos>``, ``<unk>``; a word never seen in training becomes
-``<unk>``. Used by :mod:`tlcourse.multimodal.captioning` and by chapter 7's text models.
+* :class:`WordTokenizer` — a word-level vocabulary built from the training captions. Ids 0–3 are
+  ``<pad>``, ``<bos>``, ``<eos>``, ``<unk>``; a word never seen in training becomes ``<unk>``.
+  Used by :mod:`tlcourse.multimodal.captioning` and the dual encoder of Section 7.3.
+* :func:`subword_ids` — ids from a pretrained model's subword tokenizer (e.g. MiniLM's
+  WordPiece). A tower trained from scratch on these ids reads text exactly as the pretrained
+  model does, so a comparison between the two differs in the weights only, not in the tokenizer.
 """
 
 from __future__ import annotations
@@ -9,12 +13,13 @@ from __future__ import annotations
 import re
 from collections import Counter
 from collections.abc import Sequence
+from typing import Any
 
 import torch
 
 from tlcourse.checks import check_int, check_tensor
 
-__all__ = ["WordTokenizer"]
+__all__ = ["WordTokenizer", "subword_ids"]
 
 
 class WordTokenizer:
@@ -46,7 +51,7 @@ class WordTokenizer:
         return re.findall(r"[a-z0-9'-]+", text.lower())
 
     @classmethod
-    def fit(cls, texts: Sequence[str], min_count: int = 1) -> "WordTokenizer":
+    def fit(cls, texts: Sequence[str], min_count: int = 1) -> WordTokenizer:
         """Build the vocabulary of ``texts``."""
         if isinstance(texts, str) or not isinstance(texts, Sequence) or len(texts) == 0:
             raise ValueError("texts must be a non-empty sequence of strings")
@@ -110,3 +115,22 @@ class WordTokenizer:
 
     def __repr__(self) -> str:
         return f"WordTokenizer(vocab_size={len(self)})"
+
+
+def subword_ids(tokenizer: Any, texts: Sequence[str], max_len: int = 32) -> torch.Tensor:
+    """``(N, L)`` ids of a Hugging Face tokenizer, without ``[CLS]``/``[SEP]``, padded with its pad id.
+
+    A word outside the tokenizer's vocabulary is split into known pieces ("crimson" →
+    ``crimson``, "lavender" → ``lavender``, a rare word → several ``##`` pieces), so nothing maps
+    to ``[UNK]`` by construction; pieces that no training caption contains keep the random
+    embedding they were initialised with in a tower trained from scratch. Use
+    ``len(tokenizer)`` as the vocabulary size and ``tokenizer.pad_token_id`` as the padding id.
+    """
+    if not callable(tokenizer) or getattr(tokenizer, "pad_token_id", None) is None:
+        raise TypeError("tokenizer must be a Hugging Face tokenizer with a pad token (e.g. MiniLM's)")
+    if isinstance(texts, str) or not isinstance(texts, Sequence) or len(texts) == 0:
+        raise ValueError("texts must be a non-empty sequence of strings")
+    max_len = check_int("max_len", max_len, minimum=1)
+    enc = tokenizer(list(texts), add_special_tokens=False, padding=True, truncation=True, max_length=max_len,
+                    return_tensors="pt")
+    return enc["input_ids"].long()

@@ -42,6 +42,7 @@ from tlcourse.data.captions.datasets import (
     FusionSplit,
     make_captions,
     make_fusion_task,
+    reference_captions,
 )
 from tlcourse.data.captions.grammar import (
     SYNONYMS,
@@ -66,7 +67,6 @@ from tlcourse.data.captions.scenes import (
     sample_scenes,
 )
 
-
 __all__ = [
     "SHAPES",
     "COLOURS",
@@ -87,6 +87,7 @@ __all__ = [
     "caption_scenes",
     "make_captions",
     "make_fusion_task",
+    "reference_captions",
     "combo_index",
     "combo_names",
     "class_prompts",

@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from typing import NamedTuple, Sequence
+from collections.abc import Sequence
+from typing import NamedTuple
 
 import numpy as np
 import torch
@@ -20,7 +21,8 @@ from tlcourse.data.captions.scenes import (
     sample_scenes,
 )
 
-__all__ = ["CaptionDataset", "CaptionSplit", "FusionDataset", "FusionSplit", "make_captions", "make_fusion_task"]
+__all__ = ["CaptionDataset", "CaptionSplit", "FusionDataset", "FusionSplit", "make_captions", "make_fusion_task",
+           "reference_captions"]
 
 class CaptionDataset(Dataset):
     """Images with captions and attribute labels, held in memory.
@@ -62,7 +64,7 @@ class CaptionDataset(Dataset):
     def __getitem__(self, index: int) -> tuple[torch.Tensor, str]:
         return self.images[index], self.captions[index]
 
-    def subset(self, index: torch.Tensor | np.ndarray | Sequence[int]) -> "CaptionDataset":
+    def subset(self, index: torch.Tensor | np.ndarray | Sequence[int]) -> CaptionDataset:
         """The examples at ``index`` (int indices or a boolean mask)."""
         index = torch.as_tensor(index)
         if index.dtype == torch.bool:
@@ -131,6 +133,23 @@ def make_captions(
     test = _build(scenes, rng, mask, size=image_size, background=background)
     return CaptionSplit(train, test)
 
+
+def reference_captions(dataset: CaptionDataset, n: int = 5, seed: int = 0) -> list[list[str]]:
+    """``n`` reference captions per image, as caption benchmarks have (COCO: 5 per image).
+
+    The first is the dataset's own caption; the other ``n − 1`` are new sentences from the same
+    grammar for the same scene (another template, other synonyms), drawn with ``seed``. Scoring
+    a generated caption against several references (BLEU, CIDEr-D) rewards any phrasing the
+    grammar allows, not one particular sentence.
+    """
+    if not isinstance(dataset, CaptionDataset):
+        raise TypeError(f"dataset must be a CaptionDataset, got {type(dataset).__name__}")
+    n = check_int("n", n, minimum=1)
+    check_int("seed", seed, minimum=0)
+    scenes = {k: v.numpy() for k, v in dataset.attributes.items()}
+    rng = np.random.default_rng(seed)
+    extra = [caption_scenes(scenes, rng) for _ in range(n - 1)]
+    return [[dataset.captions[i], *(e[i] for e in extra)] for i in range(len(dataset))]
 
 
 class FusionDataset(Dataset):

@@ -9,7 +9,7 @@ reads the attributes back from any caption (to score generated captions).
 from __future__ import annotations
 
 import re
-from typing import Sequence
+from collections.abc import Sequence
 
 import numpy as np
 
@@ -234,7 +234,7 @@ def parse_caption(text: str) -> dict[str, object | None]:
         out[attr] = None if best is None else best[2]
     if out["count"] is None and out["shape"] is not None:
         # "a little red circle": an article right before the noun phrase means one object.
-        noun_phrase = r" an? (?:(?:%s) )*(?:%s) " % (
+        noun_phrase = r" an? (?:(?:{}) )*(?:{}) ".format(
             "|".join(map(re.escape, list(_PHRASES["size"]) + list(_PHRASES["colour"]))),
             "|".join(map(re.escape, _PHRASES["shape"])),
         )

@@ -7,8 +7,8 @@ photographs shipped with scikit-learn. See :mod:`tlcourse.data.captions` for the
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from functools import lru_cache
-from typing import Sequence
 
 import numpy as np
 import torch
