@@ -396,6 +396,7 @@ LR_GRID = {"full fine-tuning": [3e-5, 1e-4, 3e-4],
 CHANCE = 0.5
 glue("ch04_c_grid", ", ".join(f"{c:g}" for c in C_GRID))
 pools = {d: validation_split(reviews[d].train, per_class=VAL_PER_CLASS, seed=0) for d in REVIEW_DOMAINS}  # (train pool, val)
+val_src = pools[SOURCE][1]
 for d, (pool, val) in pools.items():
     print(f"{d}: training pool {pool}, validation {val}")
 
@@ -471,7 +472,6 @@ def logits_of(model):
 
 # %%
 train_tune = few_shot_texts(pools[SOURCE][0], K_TUNE, seed=0)
-val_src = pools[SOURCE][1]
 tuned, seconds = {}, {}
 for method, grid in LR_GRID.items():
     with Timer() as t:
@@ -510,6 +510,7 @@ from transformers import AutoModelForSequenceClassification, DataCollatorWithPad
 from transformers.utils import logging as hf_logging  # noqa: E402
 
 hf_logging.set_verbosity_error()  # the new head's "newly initialized" notice, expected here
+hf_logging.disable_progress_bar()  # no "Loading weights" bar on stderr
 
 
 def build_peft(seed: int) -> torch.nn.Module:
