@@ -31,8 +31,9 @@
 # split, the same step budget and schedule, three seeds and confidence intervals. We end with
 # what happens when the reviews change domain, and one way to adapt without labels.
 #
-# **Claims checked in this notebook** (declared before the test sets are opened, asserted on
-# the lower bound of a 95% confidence interval over seeds and test reviews)
+# **Claims checked in this notebook** (declared before the test sets are opened, checked on
+# the lower bound of a 95% confidence interval over seeds and test reviews; the notebook
+# reports which hold)
 # 1. With the fewest labels we fine-tune on (4 per class), fine-tuned MiniLM beats a tuned
 #    TF-IDF + logistic regression.
 # 2. At every label budget we fine-tune on, the pretrained network beats the same architecture
@@ -608,39 +609,50 @@ for m, n in [("full fine-tuning", n_full), ("LoRA (r=8, query+value)", n_lora + 
 display(Markdown("\n".join(rows)))
 
 # %%
+# The declared claims, checked on the CI's lower bound. The measurement decides: a claim the
+# interval does not support is reported as such, not asserted away (see the text below).
+verdicts = {}
 for k in K_FT:
-    for result in studies[k].assert_claims():
+    for result in studies[k].check_claims():
         print(result.message)
+        verdicts[result.claim.name] = result.passed
 share = studies[K_TUNE].share_of_gain("LoRA (r=8, query+value)", "full fine-tuning", CHANCE)
 glue("ch04_lora_share_gain", share.format(100, 0))
 glue("ch04_lora_share_gain_low", 100 * share.ci_low)
 for k in K_FT:
     glue(f"ch04_k{k}_full_vs_random", studies[k].compare("full fine-tuning", "random init").format(100, 1, signed=True))
 glue("ch04_k4_full_vs_tfidf", studies[min(K_FT)].compare("full fine-tuning", "TF-IDF + LR").format(100, 1, signed=True))
-# Claim 3: LoRA trains < 2% of the encoder's weights; its share of the gain is >= 95% on average
-# (and >= 90% at the CI's lower bound, asserted above).
-assert lora_share < 0.02
-assert share.mean >= 0.95, f"LoRA keeps {share.mean:.3f} of full fine-tuning's gain on average (< 0.95)"
+glue("ch04_k16_full_vs_tfidf", studies[K_TUNE].compare("full fine-tuning", "TF-IDF + LR").format(100, 1, signed=True))
+n_held = sum(verdicts.values())
+glue("ch04_claims_held", f"{n_held} of the {len(verdicts)} declared claims")
+glue("ch04_claims_list", "; ".join(f"{name}: {'supported' if ok else 'NOT supported by the interval'}"
+                                   for name, ok in verdicts.items()))
+assert lora_share < 0.02  # LoRA's share of the weights is arithmetic, not a measurement
 
 # %% [markdown]
-# Read with the intervals:
+# Read with the intervals (paired differences, 95% CI over 3 seeds and the test reviews):
 #
 # - **Pretraining vs none.** With its own tuned learning rate and the same budget, the random
-#   network reaches {glue:text}`ch04_k16_random_acc`% at 16 reviews per class (chance: 50%);
-#   fully fine-tuned MiniLM beats it by
-#   {glue:text}`ch04_k4_full_vs_random` points at 4 labels per class and by
-#   {glue:text}`ch04_k16_full_vs_random` at 16 (paired differences with their 95% intervals).
-#   A few dozen reviews cannot teach 22.7 million weights English; pretraining brought it.
-# - **Fine-tuning vs TF-IDF.** At 4 labels per class fine-tuned MiniLM leads TF-IDF by
-#   {glue:text}`ch04_k4_full_vs_tfidf` points: TF-IDF meets every word for the first time,
-#   while the encoder already knows that "dies" and "flawless" carry opposite sentiment.
+#   network reaches {glue:text}`ch04_k16_random_acc`% at 16 reviews per class (chance: 50%).
+#   Full fine-tuning − random init: {glue:text}`ch04_k4_full_vs_random` points at 4 labels per
+#   class, {glue:text}`ch04_k16_full_vs_random` at 16.
+# - **Fine-tuning vs TF-IDF.** Full fine-tuning − TF-IDF: {glue:text}`ch04_k4_full_vs_tfidf`
+#   points at 4 labels per class, {glue:text}`ch04_k16_full_vs_tfidf` at 16.
 # - **Frozen vs fine-tuned.** The probe trains in milliseconds once the vectors are cached;
-#   the tables show what fine-tuning adds to it at each budget (paired differences below).
+#   the tables show what fine-tuning adds to it at each budget.
 # - **LoRA** keeps {glue:text}`ch04_lora_share_gain`% of full fine-tuning's gain above chance
 #   (lower bound {glue:text}`ch04_lora_share_gain_low:.0f`%) while training
 #   {glue:text}`ch04_lora_share_pct:.2f`% of the encoder's weights: the result of a task is
 #   {glue:text}`ch04_lora_kb:.0f` kB of adapters instead of a {glue:text}`ch04_model_mb:.0f` MB
-#   copy of the model.
+#   copy of the model. A share above 100% means LoRA did better than full fine-tuning here.
+#
+# **Verdict on the declared claims:** {glue:text}`ch04_claims_held` hold
+# ({glue:text}`ch04_claims_list`). These reviews carry their sentiment in what happens more
+# than in sentiment words, three seeds and a 32-review validation set make every interval
+# wide, and 100 steps of 4 reviews with early stopping on so small a validation set is a
+# small budget for a 22.7M-parameter network: a claim that fails here is *not established*
+# at this budget, which is different from being false. Exercise {ref}`ch04-ex5` runs the
+# larger experiment that would settle it.
 
 
 # %% [markdown]
@@ -854,8 +866,9 @@ rows.append("| frozen MiniLM + LR, SimCSE-adapted | — | "
             + domain_study.interval("frozen MiniLM + LR, cross-domain + SimCSE").format(100, 1) + " | — |")
 display(Markdown(f"**{TARGET} test set, {K_TUNE} labelled reviews per class, accuracy in % (mean ± 95% CI, "
                  f"{len(SEEDS)} seeds)**\n\n" + "\n".join(rows)))
-for result in domain_study.assert_claims():
+for result in domain_study.check_claims():
     print(result.message)
+    glue("ch04_domain_claim", "supported" if result.passed else "not supported by the interval")
 for m, key in [("TF-IDF + LR", "tfidf"), ("frozen MiniLM + LR", "probe"), ("LoRA", "lora")]:
     glue(f"ch04_loss_{key}", domain_study.compare(f"{m}, in-domain", f"{m}, cross-domain").format(100, 1, signed=True))
     glue(f"ch04_cross_{key}", domain_study.interval(f"{m}, cross-domain").format(100, 1))
@@ -883,7 +896,8 @@ glue("ch04_cross_lora_vs_tfidf", domain_study.compare("LoRA, cross-domain", "TF-
 # is only as large as what the in-domain model learned: a method that learns little from 16
 # reviews per class has little to lose. What matters to a practitioner is the cross-domain
 # column — LoRA trained on gadgets beats TF-IDF trained on gadgets by
-# {glue:text}`ch04_cross_lora_vs_tfidf` points on restaurants (the declared claim) — because
+# {glue:text}`ch04_cross_lora_vs_tfidf` points on restaurants (the declared claim:
+# {glue:text}`ch04_domain_claim`) — because
 # what fine-tuning learned rides on representations built during pretraining on text of every
 # kind, while most of TF-IDF's features ("battery", "charger", "screen") never occur in a
 # restaurant review.
@@ -905,10 +919,10 @@ glue("ch04_cross_lora_vs_tfidf", domain_study.compare("LoRA, cross-domain", "TF-
 #   topic and polarity before any label was seen: the nearest training review of a test review
 #   shares its sentiment {glue:text}`ch04_nn_same_label:.0f`% of the time.
 # - On equal footing (learning rate or $C$ tuned on validation, the same 100-step budget with
-#   warm-up and decay, three seeds, paired 95% intervals): fine-tuned MiniLM beats TF-IDF at 4
-#   labels per class by {glue:text}`ch04_k4_full_vs_tfidf` points and the tuned random-init
-#   network by {glue:text}`ch04_k4_full_vs_random` (4 per class) and
-#   {glue:text}`ch04_k16_full_vs_random` (16 per class).
+#   warm-up and decay, three seeds, paired 95% intervals), full fine-tuning − TF-IDF is
+#   {glue:text}`ch04_k4_full_vs_tfidf` points at 4 labels per class and full fine-tuning −
+#   tuned random init {glue:text}`ch04_k4_full_vs_random` (4 per class) and
+#   {glue:text}`ch04_k16_full_vs_random` (16 per class): {glue:text}`ch04_claims_held` hold.
 # - LoRA {eq}`eq-ch04-lora` trains {glue:text}`ch04_lora_params:,` parameters
 #   ({glue:text}`ch04_lora_share_pct:.2f`% of the encoder) and keeps
 #   {glue:text}`ch04_lora_share_gain`% of full fine-tuning's gain above chance; `peft`'s LoRA
