@@ -902,12 +902,12 @@ glue("ch04_cross_lora_vs_tfidf", domain_study.compare("LoRA, cross-domain", "TF-
 # trained on electronics score {glue:text}`ch04_cross_full`% on restaurants. A transfer loss
 # is only as large as what the in-domain model learned: a method that learns little from 16
 # reviews per class has little to lose. What matters to a practitioner is the cross-domain
-# column — LoRA trained on gadgets beats TF-IDF trained on gadgets by
-# {glue:text}`ch04_cross_lora_vs_tfidf` points on restaurants (the declared claim:
-# {glue:text}`ch04_domain_claim`) — because
-# what fine-tuning learned rides on representations built during pretraining on text of every
-# kind, while most of TF-IDF's features ("battery", "charger", "screen") never occur in a
-# restaurant review.
+# column: LoRA trained on gadgets − TF-IDF trained on gadgets is
+# {glue:text}`ch04_cross_lora_vs_tfidf` points on restaurants (the declared claim that LoRA
+# is better: {glue:text}`ch04_domain_claim`). The reason to expect a lead: what fine-tuning
+# learned rides on representations built during pretraining on text of every kind, while
+# most of TF-IDF's features ("battery", "charger", "screen") never occur in a restaurant
+# review.
 #
 # SimCSE on unlabelled restaurant reviews changed the cross-domain probe by
 # {glue:text}`ch04_simcse_gain` points — {glue:text}`ch04_simcse_verdict`. It took
