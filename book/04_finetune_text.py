@@ -718,9 +718,9 @@ for k in K_FT:
 glue("ch04_k16_random_acc", studies[K_TUNE].interval("random init").format(100, 1))
 glue("ch04_curve_tfidf_all", curve[k_all].interval("TF-IDF + LR").format(100, 1))
 glue("ch04_curve_probe_all", curve[k_all].interval("frozen MiniLM + LR").format(100, 1))
-caught_up = [k for k in K_CURVE if gaps[k].ci_low <= 0]
-glue("ch04_curve_catch_up", f"from {caught_up[0]} labels per class on, the interval of the gap includes zero or less"
-     if caught_up else "at no budget up to the whole pool does the interval of the gap reach zero")
+clear = [k for k in K_CURVE if gaps[k].ci_low > 0]
+glue("ch04_curve_catch_up", f"its interval lies above zero at {', '.join(map(str, clear))} reviews per class only"
+     if clear else "its interval includes zero at every budget (five seeds are too few to separate them)")
 
 # %% [markdown]
 # The frozen probe's lead over TF-IDF (paired, with its 95% interval) is
@@ -885,8 +885,8 @@ glue("ch04_simcse_gain", simcse_gain.format(100, 1, signed=True))
 glue("ch04_simcse_verdict", "a gain: the interval lies above zero" if simcse_gain.ci_low > 0 else
      "a loss: the interval lies below zero" if simcse_gain.ci_high < 0 else
      "no measurable change: the interval includes zero")
-glue("ch04_simcse_why", "An encoder trained contrastively on a billion pairs from many domains has little left "
-     "for 20 steps on a few hundred reviews to fix" if simcse_gain.ci_low <= 0 else
+glue("ch04_simcse_why", "A plausible reason: an encoder trained contrastively on a billion pairs from many domains "
+     "has little left for 20 steps on a few hundred reviews to fix" if simcse_gain.ci_low <= 0 else
      "Even an encoder trained contrastively on a billion pairs gains from a few steps on the target's own style")
 for m, key in [("TF-IDF + LR", "tfidf"), ("frozen MiniLM + LR", "probe"), ("LoRA", "lora")]:
     glue(f"ch04_in_{key}", domain_study.interval(f"{m}, in-domain").format(100, 1))
