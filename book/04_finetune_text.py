@@ -22,16 +22,24 @@
 # text, with a real pretrained transformer that runs offline: `all-MiniLM-L6-v2`, a 6-layer
 # BERT-style encoder {footcite}`devlin2019bert` distilled with MiniLM {footcite}`wang2020minilm` and
 # trained as a sentence encoder in the Sentence-BERT way {footcite}`reimers2019sentence`. We start
-# from raw text (what a WordPiece tokenizer does, attention masks, padding), then compare five
-# ways of building a sentiment classifier from a few labelled reviews — a bag-of-words
-# baseline, frozen embeddings, full fine-tuning, LoRA adapters and the same network without
-# pretraining — and end with what happens when the reviews change domain.
+# from raw text (what a WordPiece tokenizer does, attention masks, padding), look at what
+# pretraining put into the sentence vectors, then compare six ways of building a sentiment
+# classifier from a few labelled reviews — a bag-of-words baseline, frozen embeddings, full
+# fine-tuning, LoRA adapters (ours and the `peft` library's), the Hugging Face
+# `AutoModelForSequenceClassification` path, and the same network without pretraining — on
+# equal footing: every method gets its learning rate (or regularisation) chosen on a validation
+# split, the same step budget and schedule, three seeds and confidence intervals. We end with
+# what happens when the reviews change domain, and one way to adapt without labels.
 #
-# **Claims checked in this notebook**
-# 1. With few labels, the pretrained transformer (fine-tuned or probed) beats TF-IDF + logistic
-#    regression and the same architecture trained from random initialisation.
-# 2. LoRA trains under 2% of the encoder's weights and reaches at least 95% of the accuracy of
-#    full fine-tuning.
+# **Claims checked in this notebook** (declared before the test sets are opened, checked on
+# the lower bound of a 95% confidence interval over seeds and test reviews; the notebook
+# reports which hold)
+# 1. With the fewest labels we fine-tune on (4 per class), fine-tuned MiniLM beats a tuned
+#    TF-IDF + logistic regression.
+# 2. At every label budget we fine-tune on, the pretrained network beats the same architecture
+#    trained from random initialisation with its own tuned learning rate.
+# 3. LoRA trains under 2% of the encoder's weights and keeps at least 90% of full fine-tuning's
+#    gain above chance (and at least 95% on average).
 
 # %%
 # Colab only: install the course package (does nothing elsewhere).
@@ -49,20 +57,23 @@ import matplotlib.pyplot as plt
 import numpy as np
 import torch
 from IPython.display import Markdown, display
-from sklearn.feature_extraction.text import TfidfVectorizer
-from sklearn.linear_model import LogisticRegression
+from sklearn.decomposition import PCA
 
-from tlcourse.data.text import REVIEW_DOMAINS, few_shot_texts, load_reviews, make_text_loader
-from tlcourse.metrics import accuracy, format_mean_std, macro_f1, mean_std
+from tlcourse.data.text import REVIEW_DOMAINS, few_shot_texts, load_reviews
+from tlcourse.metrics import accuracy
 from tlcourse.models.lora import LoRALinear, apply_lora, count_parameters, merge_lora
-from tlcourse.models.text import TextClassifier, encode_texts, load_text_encoder, mean_pool
-from tlcourse.train import fit, predict
+from tlcourse.models.text import TextClassifier, encode_texts, load_text_encoder, mean_pool, packaged_model_path
+from tlcourse.protocol import Claim, Study, tune, validation_split
+from tlcourse.text_adapt import train_simcse
+from tlcourse.text_baselines import C_GRID, fit_probe, fit_tfidf_logreg
+from tlcourse.text_finetune import fine_tune_text, predict_texts, steps_taken
 from tlcourse.utils import Timer, glue, seed_everything
 
-NOTEBOOK_START = time.perf_counter()
+NOTEBOOK_START, CPU_START = time.perf_counter(), time.process_time()
 seed_everything(0)
 torch.set_num_threads(max(1, min(2, torch.get_num_threads())))
-MAX_LENGTH = 64  # tokens per review (covers all but a handful of the longest ones)
+MAX_LENGTH = 32  # tokens per review: covers all but the longest few; the cost of a step grows with it
+SOURCE, TARGET = "electronics", "restaurants"  # train on gadgets; later, test on restaurants
 
 # %% [markdown]
 # ## A two-domain review corpus
@@ -96,9 +107,12 @@ for domain, split in reviews.items():
 # ## From text to tensors: the tokenizer
 #
 # A transformer reads integers, not characters. BERT-style models use a **WordPiece**
-# vocabulary (here 30,522 entries, lower-cased): frequent words are single tokens, rarer words
-# are split into pieces, continuation pieces are marked `##`, and no word is ever "unknown".
-# Two special tokens frame every text: `[CLS]` at the start and `[SEP]` at the end.
+# vocabulary (here 30,522 entries, lower-cased, accents stripped): frequent words are single
+# tokens, rarer words are split into pieces, and continuation pieces are marked `##`. Almost
+# every English word can be spelled from pieces, but not every *character* is in the
+# vocabulary: a word containing a character the vocabulary lacks (an emoji, for instance)
+# becomes the single token `[UNK]`, and its meaning is lost. Two special tokens frame every
+# text: `[CLS]` at the start and `[SEP]` at the end.
 #
 # Both the tokenizer and the encoder come from `load_text_encoder`, which finds the packaged
 # model on disk — no download.
@@ -111,8 +125,14 @@ ids = tokenizer(sentence)["input_ids"]
 print(tokenizer.convert_ids_to_tokens(ids))
 print(ids)
 print(f"loaded in {t_load.seconds:.1f} s; vocabulary size {tokenizer.vocab_size}")
+for text in ["unboxing", "naïve café", "5★ service", "love it 🙂"]:
+    print(f"{text!r:14} -> {tokenizer.tokenize(text)}")
+assert tokenizer.tokenize("love it 🙂")[-1] == tokenizer.unk_token  # an out-of-vocabulary character
 
 # %% [markdown]
+# Accents are stripped ("naïve" becomes `naive`), a rare symbol can still be a piece (`##★`),
+# but the emoji is not in the vocabulary at all and turns into `[UNK]`.
+#
 # A batch needs one rectangle of token ids, so shorter texts are **padded** (id 0, `[PAD]`)
 # and texts longer than `max_length` are **truncated** (keeping `[SEP]` at the end). The
 # **attention mask** marks which positions are real (1) and which are padding (0); attention
@@ -139,11 +159,11 @@ ax.legend()
 plt.show()
 
 # %% [markdown]
-# Reviews average {glue:text}`ch04_mean_tokens:.1f` tokens and only
-# {glue:text}`ch04_pct_truncated:.1f`% exceed `max_length = 64`. Padding every batch to its
-# longest text (not to a fixed 512) and putting texts of similar length together
-# (`make_text_loader` does both) is what makes a transformer practical on a CPU: the cost of a
-# step grows with the padded length.
+# Reviews average {glue:text}`ch04_mean_tokens:.1f` tokens and
+# {glue:text}`ch04_pct_truncated:.1f`% exceed `max_length = 32` (they lose their last words).
+# Padding every batch to its longest text (not to a fixed 512), putting texts of similar length
+# together and truncating the long tail is what makes a transformer practical on a CPU: the
+# cost of a step grows with the padded length.
 #
 # ## The pretrained encoder
 #
@@ -197,23 +217,111 @@ except RuntimeError as err:
 # encoder + linear head is *feature extraction*.
 # ```
 #
-# ## Five strategies, 32 labelled reviews
+# ## What pretraining put into the sentence vectors
 #
-# The setting: a new product category, **16 labelled reviews per class** from the electronics
-# domain, and the electronics test set to score on. Every strategy sees the same labelled
-# reviews for a given seed, and we repeat with three seeds (three different draws of the 32
-# reviews).
+# `all-MiniLM-L6-v2` was made in two stages.
+#
+# 1. **Masked-language modelling** {footcite}`devlin2019bert`. A BERT-style network reads
+#    sentences with 15% of their tokens hidden and learns to predict them from both sides,
+#    $\mathcal{L}_\text{MLM} = -\sum_{t \in \mathcal{M}} \log p_\theta(x_t \mid \mathbf{x}_{\setminus \mathcal{M}})$.
+#    Guessing a hidden "delicious" or "refund" well requires knowing which words fit which
+#    contexts, so the token vectors come to encode syntax and meaning. MiniLM distils such a
+#    teacher into 6 small layers by matching its self-attention {footcite}`wang2020minilm`.
+# 2. **Contrastive sentence training** {footcite}`reimers2019sentence`. The distilled network was
+#    then trained on about a billion pairs of related texts (a question and its answer, a post
+#    and its title, two paraphrases): in a batch of $n$ pairs $(a_i, b_i)$, the mean-pooled
+#    vector of $a_i$ must be closer (in cosine) to that of $b_i$ than to every other $b_j$ —
+#    the InfoNCE loss of chapter 2 with temperature 0.05. This stage is what makes the *mean*
+#    of the token vectors a good sentence vector.
+#
+# Neither stage ever saw a sentiment label. Below, every review is encoded once (no
+# gradients); the frozen vectors serve the probe and the plots.
+
+# %%
+with Timer() as t_encode:
+    features = {(d, s): encode_texts(tokenizer, encoder, getattr(reviews[d], s).texts, max_length=MAX_LENGTH).numpy()
+                for d in REVIEW_DOMAINS for s in ("train", "test")}
+vector_of = {d: {t: v for s in ("train", "test") for t, v in zip(getattr(reviews[d], s).texts, features[(d, s)])}
+             for d in REVIEW_DOMAINS}
+
+
+def feats(domain: str, texts) -> np.ndarray:
+    """The cached frozen sentence vectors of ``texts`` (reviews of ``domain``)."""
+    return np.stack([vector_of[domain][t] for t in texts])
+
+
+print(f"encoded {sum(len(v) for v in features.values())} reviews in {t_encode.seconds:.1f} s")
+
+# nearest neighbours by cosine among the training reviews of both domains
+bank_texts = [t for d in REVIEW_DOMAINS for t in reviews[d].train.texts]
+bank_domain = np.array([d for d in REVIEW_DOMAINS for _ in reviews[d].train.texts])
+bank_label = np.concatenate([reviews[d].train.labels.numpy() for d in REVIEW_DOMAINS])
+bank = np.vstack([features[(d, "train")] for d in REVIEW_DOMAINS])
+bank = bank / np.linalg.norm(bank, axis=1, keepdims=True)
+queries = ["The waiter ignored us for half an hour.", "It stopped charging after two days.",
+           "Honestly the best purchase I made this year."]
+q = encode_texts(tokenizer, encoder, queries, max_length=MAX_LENGTH, normalize=True).numpy()
+for text, sims in zip(queries, q @ bank.T):
+    print(f"\nquery: {text}")
+    for j in np.argsort(-sims)[:3]:
+        print(f"  {sims[j]:.2f}  [{bank_domain[j]}, {reviews[SOURCE].train.classes[bank_label[j]]}] {bank_texts[j]}")
+
+# %% [markdown]
+# Each neighbour is printed with its domain and sentiment. How often do the domain and the sentiment of the nearest review agree with the
+# query's? For every test review we look up its nearest training review (cosine, both domains
+# pooled) and count; a 2-D projection (PCA) of all training reviews shows the two directions.
+
+# %%
+test_vecs = np.vstack([features[(d, "test")] for d in REVIEW_DOMAINS])
+test_vecs = test_vecs / np.linalg.norm(test_vecs, axis=1, keepdims=True)
+nearest = (test_vecs @ bank.T).argmax(1)
+test_domain = np.array([d for d in REVIEW_DOMAINS for _ in reviews[d].test.texts])
+test_label = np.concatenate([reviews[d].test.labels.numpy() for d in REVIEW_DOMAINS])
+glue("ch04_nn_same_domain", 100 * float((bank_domain[nearest] == test_domain).mean()))
+glue("ch04_nn_same_label", 100 * float((bank_label[nearest] == test_label).mean()))
+same_domain, same_label = (bank_domain[nearest] == test_domain).mean(), (bank_label[nearest] == test_label).mean()
+glue("ch04_nn_order", "by topic more strongly than by polarity" if same_domain > same_label else
+     "by polarity at least as strongly as by topic")
+xy = PCA(n_components=2, random_state=0).fit_transform(bank)
+fig, axes = plt.subplots(1, 2, figsize=(10, 4), sharex=True, sharey=True)
+for ax, (what, values, names) in zip(axes, [("sentiment", bank_label, reviews[SOURCE].train.classes),
+                                             ("domain", bank_domain, list(REVIEW_DOMAINS))]):
+    for i, name in enumerate(names):
+        sel = values == (i if what == "sentiment" else name)
+        ax.scatter(xy[sel, 0], xy[sel, 1], s=8, alpha=0.6, label=name)
+    ax.set(title=f"Frozen MiniLM sentence vectors, coloured by {what}", xlabel="PC 1", ylabel="PC 2")
+    ax.legend(fontsize=8)
+plt.tight_layout()
+plt.show()
+
+# %% [markdown]
+# The nearest training review of a test review comes from the same domain
+# {glue:text}`ch04_nn_same_domain:.0f`% of the time and has the same sentiment
+# {glue:text}`ch04_nn_same_label:.0f`% of the time (chance: 50% for each): with no sentiment
+# label ever seen, pretraining organised the reviews {glue:text}`ch04_nn_order`.
+# That is why a linear head on these vectors learns from a handful of examples — and why a
+# classifier trained on one domain meets a shifted cloud of vectors on the other.
+#
+# ## The strategies
+#
+# The setting: a new product category with only a few labelled reviews per class from the
+# electronics domain, and the electronics test set to score on.
 #
 # 1. **TF-IDF + logistic regression** — no pretraining at all; words and word pairs weighted
-#    by TF-IDF, a linear classifier (scikit-learn).
-# 2. **Frozen encoder + linear head** (feature extraction) — sentence vectors
-#    {eq}`eq-ch04-pool` computed once, logistic regression on top.
+#    by TF-IDF, a linear classifier (scikit-learn) whose regularisation $C$ is tuned.
+# 2. **Frozen encoder + linear head** (feature extraction, a *probe*) — sentence vectors
+#    {eq}`eq-ch04-pool` computed once, logistic regression on top ($C$ tuned).
 # 3. **Full fine-tuning** — every one of the encoder's weights and the head trained with AdamW
-#    at a small learning rate {footcite}`devlin2019bert`.
+#    {footcite}`devlin2019bert`.
 # 4. **LoRA** — the encoder frozen, small low-rank adapters trained in the attention
-#    projections (next section) plus the head {footcite}`hu2021lora`.
-# 5. **Random initialisation** — the same architecture and recipe as 3, with the pretrained
-#    weights replaced by random ones: what the network learns from 32 reviews alone.
+#    projections (next section) plus the head {footcite}`hu2021lora`; cross-checked against the
+#    `peft` library's implementation.
+# 5. **The Hugging Face way** — `AutoModelForSequenceClassification` with a padding collator
+#    {footcite}`wolf2020transformers`, the route most tutorials take, fully fine-tuned with the
+#    same recipe.
+# 6. **Random initialisation** — the same architecture as 3, with the pretrained weights
+#    replaced by random ones and its own tuned learning rate: what the network learns from the
+#    labelled reviews alone.
 #
 # ### LoRA in one equation
 #
@@ -256,327 +364,594 @@ print(f"LoRA adapters: {n_lora:,} parameters = {100 * lora_share:.2f}% of the en
 del demo
 
 # %% [markdown]
+# ## The protocol: equal footing for every method
+#
+# A comparison is only as fair as its weakest baseline. Each method below gets the same
+# treatment ({mod}`tlcourse.protocol`):
+#
+# - **Splits.** From each domain's labelled training pool, 16 reviews per class are set aside
+#   as a **validation set**; the $k$ labelled training reviews per class are drawn (per seed)
+#   from the rest; the test set is opened once per method and seed, after the claims are
+#   declared. A validation set larger than the training set is an optimistic few-shot setting
+#   {footcite}`perez2021true` — but it is the same for every method.
+# - **The same budget and schedule** for every network: at most 100 AdamW steps of 4 reviews,
+#   a linear warm-up over the first 10 steps and a linear decay to zero at step 100
+#   (`transformers.get_linear_schedule_with_warmup`), validation accuracy checked every 10
+#   steps and early stopping after 3 checks without improvement (the best weights are kept).
+#   At 4 reviews per class that is 50 passes over the data.
+# - **Tuning on validation.** Each network's learning rate is chosen from a grid declared
+#   here, the two linear models' $C$ from {glue:text}`ch04_c_grid`. To fit the CPU budget the
+#   learning rate is tuned **once**, on seed 0 at $k = 16$, and reused for the other seeds and
+#   for $k = 4$; the cheap $C$ is tuned for every seed and $k$.
+# - **Seeds and intervals.** Three seeds (three draws of the labelled reviews, three
+#   initialisations of the head and adapters); each result is a mean with a 95% confidence
+#   interval over seeds *and* test reviews, and comparisons are paired (same seeds, same test
+#   reviews).
+
+# %%
+SEEDS = [0, 1, 2]
+K_FT = (4, 16)      # label budgets (reviews per class) at which the networks are fine-tuned
+K_TUNE = 16         # where (with seed 0) the learning rates are chosen
+VAL_PER_CLASS = 16
+BUDGET = dict(max_steps=100, eval_every=10, patience=3, warmup=10, batch_size=4, max_length=MAX_LENGTH)
+LR_GRID = {"full fine-tuning": [3e-5, 1e-4, 3e-4],
+           "LoRA (r=8, query+value)": [3e-4, 1e-3, 3e-3],
+           "random init": [1e-4, 3e-4, 1e-3]}
+CHANCE = 0.5
+glue("ch04_c_grid", ", ".join(f"{c:g}" for c in C_GRID))
+pools = {d: validation_split(reviews[d].train, per_class=VAL_PER_CLASS, seed=0) for d in REVIEW_DOMAINS}  # (train pool, val)
+val_src = pools[SOURCE][1]
+for d, (pool, val) in pools.items():
+    print(f"{d}: training pool {pool}, validation {val}")
+
+# The claims, declared before any test set is opened.
+studies = {k: Study(f"{SOURCE}, k={k}", test=reviews[SOURCE].test, seeds=SEEDS) for k in K_FT}
+studies[min(K_FT)].declare(
+    Claim("fine-tuned MiniLM beats TF-IDF at the smallest k", a="full fine-tuning", b="TF-IDF + LR", at_least=0.0),
+    Claim(f"pretrained beats random init (k={min(K_FT)})", a="full fine-tuning", b="random init", at_least=0.0))
+studies[K_TUNE].declare(
+    Claim(f"pretrained beats random init (k={K_TUNE})", a="full fine-tuning", b="random init", at_least=0.0),
+    Claim("LoRA keeps >= 90% of full fine-tuning's gain above chance", a="LoRA (r=8, query+value)",
+          b="full fine-tuning", statistic="share_of_gain", reference=CHANCE, at_least=0.90))
+domain_study = Study(f"{TARGET} test, k={K_TUNE}", test=reviews[TARGET].test, seeds=SEEDS).declare(
+    Claim("fine-tuned LoRA crosses domains better than TF-IDF", a="LoRA, cross-domain", b="TF-IDF + LR, cross-domain",
+          at_least=0.0))
+
+
+def build(method: str, seed: int) -> torch.nn.Module:
+    """A fresh TextClassifier for ``method`` (pretrained copy or random weights, LoRA or not)."""
+    seed_everything(seed)
+    if method == "random init":
+        _, enc = load_text_encoder(pretrained=False, seed=seed)
+    else:
+        enc = copy.deepcopy(encoder)  # every run starts from the same pretrained weights
+    model = TextClassifier(enc, num_classes=2)
+    if method.startswith("LoRA"):
+        apply_lora(model, target_modules=("query", "value"), r=8, alpha=16)
+    return model
+
+
+def train_net(model: torch.nn.Module, train, val, lr: float, seed: int, **kwargs) -> torch.nn.Module:
+    """Fine-tune on the common budget; remembers its best validation accuracy and its steps."""
+    history = fine_tune_text(model, tokenizer, train, val, lr=lr, seed=seed, **BUDGET, **kwargs)
+    model.val_accuracy = history.records[history.best_epoch]["val_accuracy"]
+    model.steps = steps_taken(history, BUDGET["eval_every"])
+    return model
+
+
+def tune_C(fit_fn, val_fn):
+    """Choose C on validation from the declared grid; returns the fitted best model."""
+    return tune(lambda p, s: fit_fn(p["C"]), val_fn, {"C": list(C_GRID)}).best
+
+
+def tfidf(train, val):
+    return tune_C(lambda C: fit_tfidf_logreg(train.texts, train.labels, C),
+                  lambda clf: accuracy(val.labels, clf.predict(val.texts)))
+
+
+def probe(train, val, domain: str, space=feats):
+    return tune_C(lambda C: fit_probe(space(domain, train.texts), train.labels, C),
+                  lambda clf: accuracy(val.labels, clf.predict(space(domain, val.texts))))
+
+
+def tfidf_fn(train, val):
+    """TF-IDF fitted on ``train`` (C tuned on ``val``) as a test-set predictor."""
+    clf = tfidf(train, val)
+    return lambda test: clf.predict(test.texts)
+
+
+def probe_fn(train, val, domain: str, test_domain: str, space=feats):
+    """The probe fitted on ``train`` (C tuned on ``val``) as a test-set predictor."""
+    clf = probe(train, val, domain, space)
+    return lambda test: clf.predict(space(test_domain, test.texts))
+
+
+def logits_of(model):
+    return lambda test: predict_texts(model, tokenizer, test.texts, max_length=MAX_LENGTH)
+
+# %% [markdown]
+# First the learning rates: each network is trained with every rate of its grid (seed 0,
+# $k = 16$) and the rate with the best validation accuracy is kept. The chosen models are also
+# the seed-0 runs of the comparison.
+
+# %%
+train_tune = few_shot_texts(pools[SOURCE][0], K_TUNE, seed=0)
+tuned, seconds = {}, {}
+for method, grid in LR_GRID.items():
+    with Timer() as t:
+        tuned[method] = tune(lambda p, s, m=method: train_net(build(m, s), train_tune, val_src, p["lr"], s),
+                             lambda net: net.val_accuracy, {"lr": grid}, seed=0)
+    seconds[method] = t.seconds / len(grid)
+rows = ["| network | learning-rate grid | validation accuracy (%) per rate | chosen |", "|---|---|---|---|"]
+for method, res in tuned.items():
+    accs = ", ".join(f"{100 * s:.0f}" for _, s in res.scores)
+    rows.append(f"| {method} | {', '.join(f'{lr:g}' for lr in LR_GRID[method])} | {accs} | {res.best_params['lr']:g} |")
+display(Markdown("\n".join(rows)))
+LR = {m: res.best_params["lr"] for m, res in tuned.items()}
+for key, m in [("full", "full fine-tuning"), ("lora", "LoRA (r=8, query+value)"), ("random", "random init")]:
+    glue(f"ch04_lr_{key}", f"{LR[m]:g}")
+
+# %% [markdown]
+# ### Two more ways to build the same classifiers
+#
+# **`peft`.** The `peft` library's `LoraConfig` with the same rank, scale and target modules
+# wraps the same encoder; it must train the same number of weights, and — trained with the
+# learning rate tuned for our LoRA — land within the interval of our implementation.
+#
+# **`AutoModelForSequenceClassification`.** Most tutorials load the encoder with a
+# classification head attached, tokenize each review once, and let a `DataCollatorWithPadding`
+# pad each batch to its longest review. That model returns an output object, not a tensor:
+# {func}`tlcourse.train.fit` (and so `fine_tune_text`) **unwraps `.logits`**, and accepts
+# batches that are dicts with a `"labels"` key, so the Hugging Face model trains on the same
+# engine with no adapter code. Its head differs from `TextClassifier`'s in one respect: it
+# reads the `[CLS]` vector through BERT's pooler (a dense layer + tanh) instead of the mean of
+# the tokens. It reuses full fine-tuning's learning rate.
+
+# %%
+from peft import LoraConfig, get_peft_model  # noqa: E402
+from torch.utils.data import DataLoader, RandomSampler  # noqa: E402
+from transformers import AutoModelForSequenceClassification, DataCollatorWithPadding  # noqa: E402
+from transformers.utils import logging as hf_logging  # noqa: E402
+
+hf_logging.set_verbosity_error()  # the new head's "newly initialized" notice, expected here
+hf_logging.disable_progress_bar()  # no "Loading weights" bar on stderr
+
+
+def build_peft(seed: int) -> torch.nn.Module:
+    seed_everything(seed)
+    config = LoraConfig(r=8, lora_alpha=16, target_modules=["query", "value"], lora_dropout=0.0)
+    return TextClassifier(get_peft_model(copy.deepcopy(encoder), config), num_classes=2)
+
+
+def build_hf(seed: int) -> torch.nn.Module:
+    seed_everything(seed)
+    return AutoModelForSequenceClassification.from_pretrained(packaged_model_path(), num_labels=2)
+
+
+def hf_loader(train, seed: int) -> DataLoader:
+    """Tokenize once; the collator pads each batch; 10 random batches of 4 per pass."""
+    examples = [{**tokenizer(t, truncation=True, max_length=MAX_LENGTH), "labels": int(y)}
+                for t, y in zip(train.texts, train.labels)]
+    sampler = RandomSampler(examples, num_samples=BUDGET["eval_every"] * BUDGET["batch_size"],
+                            generator=torch.Generator().manual_seed(seed))
+    return DataLoader(examples, batch_size=BUDGET["batch_size"], sampler=sampler,
+                      collate_fn=DataCollatorWithPadding(tokenizer))
+
+
+n_peft = count_parameters(build_peft(0).encoder, trainable_only=True)
+glue("ch04_peft_params", n_peft)
+assert n_peft == n_lora, "peft and tlcourse LoRA must train the same adapter weights"
+
+# %% [markdown]
 # ### The comparison
 #
-# The fine-tuning recipes are the usual ones, scaled to a CPU: AdamW, batches of 16, a few
-# epochs; learning rate $10^{-4}$ for full fine-tuning and the random network, and $2 \cdot
-# 10^{-3}$ for LoRA, which like other adapter methods needs a larger rate because its update
-# starts from zero {footcite}`hu2021lora`. Nothing was tuned on the test set beyond picking these
-# standard values. Each model is scored on the electronics test set and — for the last
-# section — the pretrained ones on the restaurants test set too.
+# Now the methods run on every seed: at 16 reviews per class all of them, at 4 per class the
+# two cheap ones, full fine-tuning and random init (LoRA and the cross-checks there would
+# overrun the CPU budget). The cheap ones also get their $C$ tuned per seed. The networks trained on electronics are also scored on the restaurants
+# test set (for the last section), and the same recipes are trained on restaurant reviews for
+# the like-for-like domain comparison.
 
 # %%
-SOURCE, TARGET = "electronics", "restaurants"
-K, SEEDS = 16, (0, 1, 2)
-RECIPES = {  # strategy: (epochs, learning rate)
-    "full fine-tuning": (4, 1e-4),
-    "LoRA (r=8, query+value)": (6, 2e-3),
-    "random init (same recipe)": (4, 1e-4),
-}
-test_loaders = {d: make_text_loader(reviews[d].test, tokenizer, batch_size=64, shuffle=False, max_length=MAX_LENGTH)
-                for d in REVIEW_DOMAINS}
-test_labels = {d: torch.cat([y for _, y in loader]) for d, loader in test_loaders.items()}  # in loader order
-
-
-def scores(y_true, y_pred) -> dict[str, float]:
-    return {"accuracy": accuracy(y_true, y_pred), "macro_f1": macro_f1(y_true, y_pred)}
-
-
-def fine_tune(strategy: str, train, seed: int, model=None):
-    """Train a TextClassifier with one of the recipes; returns (model, seconds)."""
-    epochs, lr = RECIPES[strategy]
-    seed_everything(seed)
-    if model is None:
-        if strategy.startswith("random"):
-            _, enc = load_text_encoder(pretrained=False, seed=seed)
-        else:
-            enc = copy.deepcopy(encoder)  # every run starts from the same pretrained weights
-        model = TextClassifier(enc, num_classes=2)
-        if strategy.startswith("LoRA"):
-            apply_lora(model, target_modules=("query", "value"), r=8, alpha=16)
-    loader = make_text_loader(train, tokenizer, batch_size=16, seed=seed, max_length=MAX_LENGTH)
-    with Timer() as t:
-        fit(model, loader, epochs=epochs, lr=lr, seed=seed, progress=False)
-    return model, t.seconds
-
+FT_METHODS = list(LR_GRID)  # at k = 4: full fine-tuning and random init only (CPU budget; LoRA at k = 16)
+steps, times = {}, {}
+for k in K_FT:
+    study = studies[k]
+    for seed in SEEDS:
+        train = few_shot_texts(pools[SOURCE][0], k, seed=seed)
+        study.evaluate("TF-IDF + LR", seed, tfidf_fn(train, val_src))
+        study.evaluate("frozen MiniLM + LR", seed, probe_fn(train, val_src, SOURCE, SOURCE))
+        extra = [("LoRA (peft)", build_peft), ("AutoModelForSequenceClassification", build_hf)] if k == K_TUNE else []
+        for method, make in [(m, None) for m in FT_METHODS if k == K_TUNE or not m.startswith("LoRA")] + extra:
+            with Timer() as t:
+                if method in tuned and k == K_TUNE and seed == 0:
+                    net = tuned[method].best  # trained while tuning: same data, same seed
+                elif make is None:
+                    net = train_net(build(method, seed), train, val_src, LR[method], seed)
+                else:
+                    lr = LR["LoRA (r=8, query+value)" if "peft" in method else "full fine-tuning"]
+                    loader = hf_loader(train, seed) if make is build_hf else None
+                    net = train_net(make(seed), train, val_src, lr, seed, train_loader=loader)
+            steps.setdefault((method, k), []).append(net.steps)
+            if not (method in tuned and k == K_TUNE and seed == 0):
+                times.setdefault(method, []).append(t.seconds)
+            study.evaluate(method, seed, logits_of(net))
+            if k == K_TUNE and method in ("full fine-tuning", "LoRA (r=8, query+value)"):
+                short = "full fine-tuning" if method.startswith("full") else "LoRA"
+                domain_study.evaluate(f"{short}, cross-domain", seed, logits_of(net))
+            del net
+tuned.clear()
 
 # %% [markdown]
-# The frozen-feature strategy encodes every review once (no gradients), after which training
-# a linear head takes milliseconds, for any number of labels:
+# ### Results
+#
+# Accuracy on the electronics test set ({glue:text}`ch04_n_test_source` reviews), mean ± the
+# half-width of the 95% interval over 3 seeds and the test reviews, and the paired difference
+# to TF-IDF:
 
 # %%
-with Timer() as t_encode:
-    features = {(d, s): encode_texts(tokenizer, encoder, getattr(reviews[d], s).texts, max_length=MAX_LENGTH).numpy()
-                for d in REVIEW_DOMAINS for s in ("train", "test")}
-row_of = {d: {t: i for i, t in enumerate(reviews[d].train.texts)} for d in REVIEW_DOMAINS}
-print(f"encoded {sum(len(v) for v in features.values())} reviews in {t_encode.seconds:.1f} s")
-
-
-def tfidf_lr(train, test_texts):
-    vectorizer = TfidfVectorizer(ngram_range=(1, 2), sublinear_tf=True)
-    clf = LogisticRegression(C=10.0, max_iter=2000).fit(vectorizer.fit_transform(train.texts), train.labels.numpy())
-    return clf.predict(vectorizer.transform(test_texts)), clf.coef_.size + clf.intercept_.size
-
-
-def probe_lr(train, domain, test_features):
-    X = features[(domain, "train")][[row_of[domain][t] for t in train.texts]]
-    clf = LogisticRegression(C=1.0, max_iter=2000).fit(X, train.labels.numpy())
-    return clf.predict(test_features), clf.coef_.size + clf.intercept_.size
-
-
-# %%
-results = {name: [] for name in ["TF-IDF + logistic regression", "frozen MiniLM + linear head", *RECIPES]}
-cross = {name: [] for name in results if not name.startswith("random")}  # scored on the other domain too
-lora_models = {}
-for seed in SEEDS:
-    train = few_shot_texts(reviews[SOURCE].train, K, seed=seed)
-    for name, fn in [("TF-IDF + logistic regression", lambda d: tfidf_lr(train, reviews[d].test.texts)),
-                     ("frozen MiniLM + linear head", lambda d: probe_lr(train, SOURCE, features[(d, "test")]))]:
-        with Timer() as t:
-            pred, n_params = fn(SOURCE)
-        results[name].append({**scores(reviews[SOURCE].test.labels, pred), "params": n_params, "seconds": t.seconds})
-        cross[name].append(accuracy(reviews[TARGET].test.labels, fn(TARGET)[0]))
-    for name in RECIPES:
-        model, seconds = fine_tune(name, train, seed)
-        pred = predict(model, test_loaders[SOURCE]).argmax(1)
-        results[name].append({**scores(test_labels[SOURCE], pred), "params": count_parameters(model, trainable_only=True), "seconds": seconds})
-        if name in cross:
-            cross[name].append(accuracy(test_labels[TARGET], predict(model, test_loaders[TARGET]).argmax(1)))
-        if name.startswith("LoRA"):
-            lora_models[seed] = model  # kept for domain adaptation below
-        del model
-
-# %%
-lines = ["| strategy | accuracy | macro-F1 | trainable parameters | train time (s) |", "|---|---|---|---|---|"]
-for name, runs in results.items():
-    acc = format_mean_std([r["accuracy"] for r in runs], percent=True)
-    f1 = format_mean_std([r["macro_f1"] for r in runs], percent=True)
-    params = int(np.mean([r["params"] for r in runs]))
-    secs = np.mean([r["seconds"] for r in runs])
-    lines.append(f"| {name} | {acc} | {f1} | {params:,} | {secs:.2f} |")
-display(Markdown(f"**{SOURCE}, {K} labelled reviews per class: test accuracy and macro-F1 in % "
-                 f"(mean ± std over {len(SEEDS)} seeds)**\n\n" + "\n".join(lines)))
-mean_acc = {name: mean_std([r["accuracy"] for r in runs])[0] for name, runs in results.items()}
-short = {"TF-IDF + logistic regression": "tfidf", "frozen MiniLM + linear head": "probe", "full fine-tuning": "full",
-         "LoRA (r=8, query+value)": "lora", "random init (same recipe)": "random"}
-for name, key in short.items():
-    glue(f"ch04_acc_{key}", 100 * mean_acc[name])
-glue("ch04_probe_params", results["frozen MiniLM + linear head"][0]["params"])
+glue("ch04_n_test_source", len(reviews[SOURCE].test))
+glue("ch04_n_test_target", len(reviews[TARGET].test))
+order = ["TF-IDF + LR", "frozen MiniLM + LR", "full fine-tuning", "LoRA (r=8, query+value)", "LoRA (peft)",
+         "AutoModelForSequenceClassification", "random init"]
+for k in K_FT:
+    table = studies[k].table(glue_prefix=f"ch04_k{k}", baseline="TF-IDF + LR",
+                             methods=[m for m in order if m in studies[k].methods])
+    table["optimizer steps (mean)"] = [f"{np.mean(steps[(m, k)]):.0f}" if (m, k) in steps else "—" for m in table.index]
+    display(Markdown(f"**{k} labelled reviews per class** (accuracy in %)"))
+    display(table)
 glue("ch04_lora_kb", 4 * n_lora / 1e3)  # float32 adapters
 glue("ch04_model_mb", 4 * n_encoder / 1e6)
-
-# %% [markdown]
-# With 32 labelled reviews for training, the table reads (accuracy on the electronics test
-# set):
-#
-# - **TF-IDF** ({glue:text}`ch04_acc_tfidf:.1f`%) meets every word for the first time: "dies",
-#   "returned" or "flawless" mean something only if they occur among the 32 reviews.
-# - **The random transformer** ({glue:text}`ch04_acc_random:.1f`%) has {glue:text}`ch04_encoder_params_m:.1f` million weights and
-#   no idea what a word is; 32 reviews cannot teach it. Its macro-F1 is lower still because it
-#   tends to predict one class for everything.
-# - **Frozen MiniLM features** ({glue:text}`ch04_acc_probe:.1f`%) already place reviews by
-#   meaning, so a linear head with {glue:text}`ch04_probe_params` parameters generalises from a handful of examples — and
-#   trains in milliseconds.
-# - **Fine-tuning** the whole encoder ({glue:text}`ch04_acc_full:.1f`%) adapts those features
-#   to sentiment, and **LoRA** ({glue:text}`ch04_acc_lora:.1f`%) does about as well while
-#   training {glue:text}`ch04_lora_share_pct:.2f`% of the encoder's weights: the result of a
-#   task is {glue:text}`ch04_lora_kb:.0f` kB of adapters instead of a {glue:text}`ch04_model_mb:.0f` MB copy of the model.
-#
-# The spread over seeds is large — with 32 training and 96 test reviews, one draw of the
-# training set can move accuracy by several points — which is why every number here is a
-# mean over three draws, and why the claims below are about clear margins. They are the
-# chapter's claims:
+n_full = count_parameters(build("full fine-tuning", 0), trainable_only=True)
+glue("ch04_full_params_m", n_full / 1e6)
+rows = ["| network | trainable parameters | train time per run (s) |", "|---|---|---|"]
+for m, n in [("full fine-tuning", n_full), ("LoRA (r=8, query+value)", n_lora + 2 * 384 + 2), ("LoRA (peft)", n_peft + 2 * 384 + 2)]:
+    rows.append(f"| {m} | {n:,} | {np.median(times[m]):.1f} |")
+display(Markdown("\n".join(rows)))
 
 # %%
-pretrained_best = max(mean_acc["full fine-tuning"], mean_acc["LoRA (r=8, query+value)"], mean_acc["frozen MiniLM + linear head"])
-margin_tfidf = pretrained_best - mean_acc["TF-IDF + logistic regression"]
-margin_random = pretrained_best - mean_acc["random init (same recipe)"]
-lora_ratio = mean_acc["LoRA (r=8, query+value)"] / mean_acc["full fine-tuning"]
-glue("ch04_margin_tfidf", 100 * margin_tfidf)
-glue("ch04_margin_random", 100 * margin_random)
-glue("ch04_lora_ratio", 100 * lora_ratio)
-print(f"pretrained (best) beats TF-IDF by {100 * margin_tfidf:.1f} points and random init by {100 * margin_random:.1f} points")
-print(f"LoRA: {100 * lora_share:.2f}% of the encoder's parameters, {100 * lora_ratio:.1f}% of full fine-tuning's accuracy")
-# Claim 1: with few labels the pretrained transformer beats both baselines, by a clear margin,
-# whether it is fine-tuned or probed.
-assert margin_tfidf >= 0.05 and margin_random >= 0.05
-for name in ("full fine-tuning", "LoRA (r=8, query+value)", "frozen MiniLM + linear head"):
-    assert mean_acc[name] > mean_acc["TF-IDF + logistic regression"] and mean_acc[name] > mean_acc["random init (same recipe)"], name
-# Claim 2: LoRA trains < 2% of the encoder's weights for >= 95% of full fine-tuning's accuracy.
-assert lora_share < 0.02
-assert lora_ratio >= 0.95
+# The declared claims, checked on the CI's lower bound. The measurement decides: a claim the
+# interval does not support is reported as such, not asserted away (see the text below).
+verdicts = {}
+for k in K_FT:
+    for result in studies[k].check_claims():
+        print(result.message)
+        verdicts[result.claim.name] = result.passed
+# A share of a gain means something only when the gain itself is established: if full
+# fine-tuning's interval reaches chance, the ratio's bootstrap divides by numbers near zero.
+full_ci = studies[K_TUNE].interval("full fine-tuning")
+lora_claim = "LoRA keeps >= 90% of full fine-tuning's gain above chance"
+if full_ci.ci_low <= CHANCE:
+    verdicts[lora_claim] = False
+    print(f"{lora_claim}: not established, full fine-tuning's own interval {full_ci} reaches chance")
+share = studies[K_TUNE].share_of_gain("LoRA (r=8, query+value)", "full fine-tuning", CHANCE)
+glue("ch04_lora_share_gain", share.format(100, 0))
+glue("ch04_lora_share_gain_low", 100 * share.ci_low)
+for k in K_FT:
+    glue(f"ch04_k{k}_full_vs_random", studies[k].compare("full fine-tuning", "random init").format(100, 1, signed=True))
+glue("ch04_k4_full_vs_tfidf", studies[min(K_FT)].compare("full fine-tuning", "TF-IDF + LR").format(100, 1, signed=True))
+glue("ch04_k16_full_vs_tfidf", studies[K_TUNE].compare("full fine-tuning", "TF-IDF + LR").format(100, 1, signed=True))
+n_held = sum(verdicts.values())
+glue("ch04_claims_held", f"{n_held} of the {len(verdicts)} declared claims")
+glue("ch04_claims_list", "; ".join(f"{name}: {'supported' if ok else 'NOT supported by the interval'}"
+                                   for name, ok in verdicts.items()))
+assert lora_share < 0.02  # LoRA's share of the weights is arithmetic, not a measurement
+
+# %% [markdown]
+# Read with the intervals (paired differences, 95% CI over 3 seeds and the test reviews):
+#
+# - **Pretraining vs none.** With its own tuned learning rate and the same budget, the random
+#   network reaches {glue:text}`ch04_k16_random_acc`% at 16 reviews per class (chance: 50%).
+#   Full fine-tuning − random init: {glue:text}`ch04_k4_full_vs_random` points at 4 labels per
+#   class, {glue:text}`ch04_k16_full_vs_random` at 16.
+# - **Fine-tuning vs TF-IDF.** Full fine-tuning − TF-IDF: {glue:text}`ch04_k4_full_vs_tfidf`
+#   points at 4 labels per class, {glue:text}`ch04_k16_full_vs_tfidf` at 16.
+# - **Frozen vs fine-tuned.** The probe trains in milliseconds once the vectors are cached;
+#   the tables show what fine-tuning adds to it at each budget.
+# - **LoRA** keeps {glue:text}`ch04_lora_share_gain`% of full fine-tuning's gain above chance
+#   (lower bound {glue:text}`ch04_lora_share_gain_low:.0f`%) while training
+#   {glue:text}`ch04_lora_share_pct:.2f`% of the encoder's weights: the result of a task is
+#   {glue:text}`ch04_lora_kb:.0f` kB of adapters instead of a {glue:text}`ch04_model_mb:.0f` MB
+#   copy of the model. A share above 100% means LoRA did better than full fine-tuning here.
+#
+# **Verdict on the declared claims:** {glue:text}`ch04_claims_held` hold
+# ({glue:text}`ch04_claims_list`). These reviews carry their sentiment in what happens more
+# than in sentiment words, three seeds and a 32-review validation set make every interval
+# wide, and 100 steps of 4 reviews with early stopping on so small a validation set is a
+# small budget for a 22.7M-parameter network: a claim that fails here is *not established*
+# at this budget, which is different from being false. Exercise {ref}`ch04-ex5` runs the
+# larger experiment that would settle it.
+
 
 # %% [markdown]
 # ## How many labels? A learning curve
 #
-# The table is one point of a curve. Because frozen features are computed once, the two cheap
-# strategies can be run at every label budget, from 2 reviews per class to the whole training
-# set ({glue:text}`ch04_k_all` per class). The fine-tuned models of the table are marked at 16
-# per class; fine-tuning at every budget does not fit this chapter's CPU budget (a GPU runs it
-# in seconds: exercise {ref}`ch04-ex5`).
+# The two budgets above are two points of a curve. Frozen features are computed once and
+# TF-IDF fits in milliseconds, so the two cheap methods run at every label budget, from 2
+# reviews per class to the whole training pool ({glue:text}`ch04_k_all` per class), with five
+# seeds and $C$ tuned on validation each time; the fine-tuned networks are the points measured
+# above.
 
 # %%
-k_all = int(torch.bincount(reviews[SOURCE].train.labels).min())
+k_all = int(torch.bincount(pools[SOURCE][0].labels).min())
 glue("ch04_k_all", k_all)
-K_GRID = [2, 4, 8, 16, 32, 64, k_all]
-curve = {"TF-IDF + logistic regression": {}, "frozen MiniLM + linear head": {}}
-for k in K_GRID:
-    for name in curve:
-        accs = []
-        for seed in SEEDS if k < k_all else (0,):  # with all labels there is only one training set
-            sub = few_shot_texts(reviews[SOURCE].train, k, seed=seed)
-            pred = tfidf_lr(sub, reviews[SOURCE].test.texts)[0] if name.startswith("TF") else probe_lr(sub, SOURCE, features[(SOURCE, "test")])[0]
-            accs.append(accuracy(reviews[SOURCE].test.labels, pred))
-        curve[name][k] = mean_std(accs)
+K_CURVE = [2, 4, 8, 16, 32, 64, k_all]
+curve = {}
+for k in K_CURVE:
+    seeds = [0, 1, 2, 3, 4] if k < k_all else [0]  # with all labels there is one training set
+    study = Study(f"curve k={k}", test=reviews[SOURCE].test, seeds=seeds).declare()  # descriptive
+    for seed in seeds:
+        train = few_shot_texts(pools[SOURCE][0], k, seed=seed)
+        study.evaluate("TF-IDF + LR", seed, tfidf_fn(train, val_src))
+        study.evaluate("frozen MiniLM + LR", seed, probe_fn(train, val_src, SOURCE, SOURCE))
+    curve[k] = study
 
-fig, ax = plt.subplots(figsize=(6.5, 3.8))
-for (name, points), marker in zip(curve.items(), "so"):
-    ks = sorted(points)
-    ax.errorbar(ks, [100 * points[k][0] for k in ks], yerr=[100 * points[k][1] for k in ks], marker=marker, capsize=3, label=name)
-for name, marker, shift in [("full fine-tuning", "D", 0.92), ("LoRA (r=8, query+value)", "^", 1.08), ("random init (same recipe)", "x", 1.0)]:
-    m, s = mean_std([r["accuracy"] for r in results[name]])
-    ax.errorbar([K * shift], [100 * m], yerr=[100 * s], marker=marker, ls="none", capsize=3, label=f"{name} (k = {K})")
-ax.axhline(50, color="gray", ls=":", lw=1, label="chance")
+fig, ax = plt.subplots(figsize=(7, 4))
+for name, marker in [("TF-IDF + LR", "s"), ("frozen MiniLM + LR", "o")]:
+    cis = [curve[k].interval(name) for k in K_CURVE]
+    ax.errorbar(K_CURVE, [100 * c.mean for c in cis], yerr=[[100 * (c.mean - c.ci_low) for c in cis], [100 * (c.ci_high - c.mean) for c in cis]],
+                marker=marker, capsize=3, label=name)
+for name, marker, shift in [("full fine-tuning", "D", 0.9), ("LoRA (r=8, query+value)", "^", 1.1), ("random init", "x", 1.0)]:
+    ks = [k for k in K_FT if name in studies[k].methods]
+    cis = [studies[k].interval(name) for k in ks]
+    ax.errorbar([k * shift for k in ks], [100 * c.mean for c in cis],
+                yerr=[[100 * (c.mean - c.ci_low) for c in cis], [100 * (c.ci_high - c.mean) for c in cis]],
+                marker=marker, ls="none", capsize=3, label=name)
+ax.axhline(100 * CHANCE, color="gray", ls=":", lw=1, label="chance")
 ax.set_xscale("log", base=2)
-ax.set_xticks(K_GRID, [str(k) for k in K_GRID])
+ax.set_xticks(K_CURVE, [str(k) for k in K_CURVE])
 ax.set(xlabel="labelled reviews per class (log scale)", ylabel="test accuracy (%)",
-       title=f"Learning curve on {SOURCE} reviews (mean ± std over seeds)")
+       title=f"Learning curve on {SOURCE} reviews (mean and 95% CI)")
 ax.legend(fontsize=7, loc="lower right")
 plt.show()
-gap_small = [curve["frozen MiniLM + linear head"][k][0] - curve["TF-IDF + logistic regression"][k][0] for k in (2, 4, 8, 16)]
-glue("ch04_gap_small_min", 100 * min(gap_small))
-glue("ch04_probe_all", 100 * curve["frozen MiniLM + linear head"][k_all][0])
-glue("ch04_tfidf_all", 100 * curve["TF-IDF + logistic regression"][k_all][0])
-assert min(gap_small) > 0, "frozen pretrained features should beat TF-IDF at every small label budget"
+gaps = {k: curve[k].compare("frozen MiniLM + LR", "TF-IDF + LR") for k in K_CURVE}
+rows = ["| reviews per class | " + " | ".join(map(str, K_CURVE)) + " |", "|---" * (len(K_CURVE) + 1) + "|"]
+for name in ("TF-IDF + LR", "frozen MiniLM + LR"):
+    rows.append(f"| {name} | " + " | ".join(curve[k].interval(name).format(100, 1) for k in K_CURVE) + " |")
+rows.append("| probe − TF-IDF (paired) | " + " | ".join(gaps[k].format(100, 1, signed=True) for k in K_CURVE) + " |")
+display(Markdown("\n".join(rows)))
+glue("ch04_curve_gap_2", gaps[2].format(100, 1, signed=True))
+glue("ch04_curve_gap_16", gaps[16].format(100, 1, signed=True))
+glue("ch04_curve_gap_max_k", max(K_CURVE, key=lambda k: gaps[k].mean))
+glue("ch04_curve_gap_all", gaps[k_all].format(100, 1, signed=True))
+for k in K_FT:
+    glue(f"ch04_k{k}_full_vs_probe", studies[k].compare("full fine-tuning", "frozen MiniLM + LR").format(100, 1, signed=True))
+glue("ch04_k16_random_acc", studies[K_TUNE].interval("random init").format(100, 1))
+glue("ch04_curve_tfidf_all", curve[k_all].interval("TF-IDF + LR").format(100, 1))
+glue("ch04_curve_probe_all", curve[k_all].interval("frozen MiniLM + LR").format(100, 1))
+clear = [k for k in K_CURVE if gaps[k].ci_low > 0]
+glue("ch04_curve_catch_up", f"its interval lies above zero at {', '.join(map(str, clear))} reviews per class only"
+     if clear else "its interval includes zero at every budget (five seeds are too few to separate them)")
 
 # %% [markdown]
-# At every budget up to 16 labels per class the frozen features beat TF-IDF (by at least
-# {glue:text}`ch04_gap_small_min:.1f` points), and even with all {glue:text}`ch04_k_all`
-# labelled reviews per class the order holds ({glue:text}`ch04_probe_all:.1f`% against
-# {glue:text}`ch04_tfidf_all:.1f`%): a few hundred short reviews are far too few to learn
-# English from, which is what the pretrained encoder brings. Fine-tuning adds several points
-# on top of the frozen features at 16 labels per class.
+# The frozen probe's lead over TF-IDF (paired, with its 95% interval) is
+# {glue:text}`ch04_curve_gap_2` points at 2 reviews per class, {glue:text}`ch04_curve_gap_16`
+# at 16 and {glue:text}`ch04_curve_gap_all` with the whole pool (TF-IDF
+# {glue:text}`ch04_curve_tfidf_all`%, probe {glue:text}`ch04_curve_probe_all`%); it is largest
+# at {glue:text}`ch04_curve_gap_max_k` reviews per class, and {glue:text}`ch04_curve_catch_up`.
+# These reviews carry their sentiment in what happens ("the port is loose", "they're still
+# going strong") more than in sentiment words, so with a couple of examples per class neither
+# linear model has much to go on; the curve shows where each starts to learn. Full fine-tuning against the frozen features (paired):
+# {glue:text}`ch04_k4_full_vs_probe` points at 4 labels per class and
+# {glue:text}`ch04_k16_full_vs_probe` at 16.
+
+# %% [markdown]
+# ## Few-sample instability
 #
+# Fine-tuning a pretrained transformer on a few hundred examples is notoriously unstable: runs
+# that differ only in the seed — the head's initialisation and the order of the batches — can
+# end far apart, some near chance {footcite}`dodge2020fine`. The spread is a property of the
+# recipe as much as of the data. Here is the standard deviation over seeds of each method's
+# test accuracy (each seed also draws different labelled reviews):
+
+# %%
+rows = ["| method | " + " | ".join(f"std over seeds, k = {k} (points)" for k in K_FT) + " | worst seed, k = 4 (%) |",
+        "|---" * (len(K_FT) + 2) + "|"]
+spread = {}
+for m in ["TF-IDF + LR", "frozen MiniLM + LR", "full fine-tuning", "LoRA (r=8, query+value)", "random init"]:
+    spread[m] = {k: 100 * studies[k].matrix(m).mean(1).std(ddof=1) for k in K_FT if m in studies[k].methods}
+    worst = f"{100 * studies[min(K_FT)].matrix(m).mean(1).min():.1f}" if min(K_FT) in spread[m] else "not run"
+    rows.append(f"| {m} | " + " | ".join(f"{spread[m][k]:.1f}" if k in spread[m] else "not run" for k in K_FT) + f" | {worst} |")
+display(Markdown("\n".join(rows)))
+glue("ch04_std_full_k4", spread["full fine-tuning"][min(K_FT)])
+glue("ch04_std_full_k16", spread["full fine-tuning"][K_TUNE])
+glue("ch04_std_probe_k4", spread["frozen MiniLM + LR"][min(K_FT)])
+
+# %% [markdown]
+# With 4 reviews per class the seed moves full fine-tuning's accuracy by
+# {glue:text}`ch04_std_full_k4:.1f` points (standard deviation), against
+# {glue:text}`ch04_std_full_k16:.1f` at 16 per class and {glue:text}`ch04_std_probe_k4:.1f` for
+# the frozen probe at 4 (LoRA ran at 16 only, to fit the CPU budget): three seeds are a minimum, not a luxury. Mosbach et al. trace most of
+# the instability to optimisation, not to too little data {footcite}`mosbach2021stability`, and
+# the remedies are in this chapter's recipe already:
+#
+# - **More steps at a small rate with warm-up.** The failed runs of early studies stopped
+#   after 3 epochs; training for longer with a linear warm-up lets the new head settle before
+#   large updates reach the encoder ({footcite}`mosbach2021stability`; our 100-step budget is
+#   50 passes over 8 reviews at $k = 4$).
+# - **Bias correction in Adam.** The original BERT optimiser dropped Adam's bias correction,
+#   which inflates the first updates; PyTorch's `AdamW` keeps it
+#   {footcite}`mosbach2021stability,zhang2021revisiting`.
+# - **Re-initialising the top layer(s)** and **choosing among several restarts on validation**
+#   help further {footcite}`zhang2021revisiting,dodge2020fine` — the second is cheap with early
+#   stopping, which abandons a bad seed early.
+# - **Fewer trainable weights.** LoRA and the probe change far fewer numbers; compare their
+#   spread in the table.
+
+# %% [markdown]
+# ## Cross-checks: `peft` and the Hugging Face path
+#
+# Two other implementations of the same ideas ran at 16 reviews per class on the same seeds.
+# Paired with ours:
+
+# %%
+st = studies[K_TUNE]
+peft_diff = st.compare("LoRA (peft)", "LoRA (r=8, query+value)")
+hf_diff = st.compare("AutoModelForSequenceClassification", "full fine-tuning")
+for name, diff in [("peft", peft_diff), ("hf", hf_diff)]:
+    glue(f"ch04_{name}_diff", diff.format(100, 1, signed=True))
+    glue(f"ch04_{name}_verdict", "includes zero: the two agree within the noise of three seeds"
+         if diff.ci_low <= 0 <= diff.ci_high else "excludes zero: the two differ by more than the noise")
+print(f"peft LoRA − tlcourse LoRA: {peft_diff}")
+print(f"AutoModelForSequenceClassification − TextClassifier (full fine-tuning): {hf_diff}")
+
+# %% [markdown]
+# - **`peft` vs `tlcourse` LoRA**: {glue:text}`ch04_peft_diff` points; the interval
+#   {glue:text}`ch04_peft_verdict`. Both train {glue:text}`ch04_peft_params:,` adapter weights
+#   of the same shape, initialised the same way ($B = 0$, $A$ random); only the random draws
+#   differ.
+# - **`AutoModelForSequenceClassification` vs `TextClassifier`**: {glue:text}`ch04_hf_diff`
+#   points; the interval {glue:text}`ch04_hf_verdict`. Besides the seeds, the two differ in
+#   their pooling (`[CLS]` through BERT's pooler vs the mean over tokens, which is how this
+#   encoder was trained). The practical lesson: the Hugging Face classes plug into any PyTorch
+#   loop (`fit` unwraps `.logits`; `DataCollatorWithPadding` pads per batch).
+
+# %% [markdown]
 # ## When the domain changes
 #
 # A sentiment classifier built for gadgets is now pointed at restaurant reviews: same task,
 # different words. The fair measure of the damage compares, *on the restaurants test set*, a
-# model trained on electronics (cross-domain) with the same model trained on the same number
-# of restaurant reviews (in-domain) — the "transfer loss" of {footcite}`blitzer2007biographies`.
-# (Comparing accuracies on two different test sets would mix the shift with how hard each
-# test set is.) The in-domain column is cheap for the first two strategies; for the
-# fine-tuned ones we only have the cross-domain models of the table.
+# method trained on electronics (cross-domain) with **the same method** trained on the same
+# number of restaurant reviews (in-domain) — the "transfer loss" of
+# {footcite}`blitzer2007biographies`. Comparing accuracies on two different test sets would mix
+# the shift with how hard each test set is, and comparing a fine-tuned model with a frozen one
+# would mix it with the method. The in-domain runs choose $C$ (or stop early) on restaurant
+# validation reviews and reuse the learning rates tuned above; the cross-domain runs never see
+# a restaurant label.
+#
+# ### One unsupervised adaptation step
+#
+# Unlabelled restaurant reviews are easy to collect. **SimCSE** {footcite}`gao2021simcse`
+# continues the encoder's contrastive training on them: each review is encoded twice with
+# dropout on, the two vectors are a positive pair and the other reviews of the batch are
+# negatives (InfoNCE, {mod}`tlcourse.text_adapt`). The sentence space adjusts to restaurant
+# vocabulary and style without a label; the probe is then trained on electronics labels in the
+# adapted space, exactly as before. With no target labels there is nothing to tune the
+# adaptation on, so its settings are fixed in advance (20 steps of 16 reviews, rate
+# $2 \cdot 10^{-5}$, temperature 0.05 as in the paper).
 
 # %%
-in_domain = {"TF-IDF + logistic regression": [], "frozen MiniLM + linear head": []}
+val_tgt = pools[TARGET][1]
+DOMAIN_FT = ["LoRA (r=8, query+value)"]  # fine-tuned in-domain too (full fine-tuning: exercise ch04-ex5)
+with Timer() as t_simcse:
+    adapted = copy.deepcopy(encoder)
+    simcse_history = train_simcse(adapted, tokenizer, pools[TARGET][0].texts, steps=20, batch_size=16, lr=2e-5,
+                                  max_length=MAX_LENGTH, seed=0)
+    adapted_texts = {SOURCE: pools[SOURCE][0].texts + val_src.texts, TARGET: reviews[TARGET].test.texts}
+    adapted_vec = {d: dict(zip(ts, encode_texts(tokenizer, adapted, ts, max_length=MAX_LENGTH).numpy()))
+                   for d, ts in adapted_texts.items()}
+del adapted
+glue("ch04_simcse_seconds", t_simcse.seconds)
+
+
+def adapted_feats(domain: str, texts) -> np.ndarray:
+    return np.stack([adapted_vec[domain][t] for t in texts])
+
+
 for seed in SEEDS:
-    train_t = few_shot_texts(reviews[TARGET].train, K, seed=seed)
-    in_domain["TF-IDF + logistic regression"].append(accuracy(reviews[TARGET].test.labels, tfidf_lr(train_t, reviews[TARGET].test.texts)[0]))
-    in_domain["frozen MiniLM + linear head"].append(accuracy(reviews[TARGET].test.labels, probe_lr(train_t, TARGET, features[(TARGET, "test")])[0]))
-lines = [f"| strategy | trained on {TARGET} (in-domain) | trained on {SOURCE} (cross-domain) | transfer loss (points) |", "|---|---|---|---|"]
-for name, accs in cross.items():
-    a_out = mean_std(accs)[0]
-    if name in in_domain:
-        a_in = mean_std(in_domain[name])[0]
-        lines.append(f"| {name} | {100 * a_in:.1f} | {100 * a_out:.1f} | {100 * (a_in - a_out):.1f} |")
-    else:
-        lines.append(f"| {name} | — | {100 * a_out:.1f} | — |")
-display(Markdown(f"**{TARGET} test set, {K} labelled reviews per class, accuracy in % (mean over {len(SEEDS)} seeds)**\n\n" + "\n".join(lines)))
-cross_mean = {name: mean_std(accs)[0] for name, accs in cross.items()}
-glue("ch04_cross_tfidf", 100 * cross_mean["TF-IDF + logistic regression"])
-glue("ch04_cross_lora", 100 * cross_mean["LoRA (r=8, query+value)"])
-glue("ch04_cross_full", 100 * cross_mean["full fine-tuning"])
-glue("ch04_indomain_probe", 100 * mean_std(in_domain["frozen MiniLM + linear head"])[0])
-glue("ch04_loss_tfidf", 100 * (mean_std(in_domain["TF-IDF + logistic regression"])[0] - cross_mean["TF-IDF + logistic regression"]))
-# Words do not cross domains; pretrained representations largely do.
-assert cross_mean["LoRA (r=8, query+value)"] >= cross_mean["TF-IDF + logistic regression"] + 0.10
-assert cross_mean["full fine-tuning"] >= cross_mean["TF-IDF + logistic regression"] + 0.10
+    src_train = few_shot_texts(pools[SOURCE][0], K_TUNE, seed=seed)
+    tgt_train = few_shot_texts(pools[TARGET][0], K_TUNE, seed=seed)
+    domain_study.evaluate("TF-IDF + LR, in-domain", seed, tfidf_fn(tgt_train, val_tgt))
+    domain_study.evaluate("TF-IDF + LR, cross-domain", seed, tfidf_fn(src_train, val_src))
+    domain_study.evaluate("frozen MiniLM + LR, in-domain", seed, probe_fn(tgt_train, val_tgt, TARGET, TARGET))
+    domain_study.evaluate("frozen MiniLM + LR, cross-domain", seed, probe_fn(src_train, val_src, SOURCE, TARGET))
+    domain_study.evaluate("frozen MiniLM + LR, cross-domain + SimCSE", seed,
+                          probe_fn(src_train, val_src, SOURCE, TARGET, adapted_feats))
+    for method in DOMAIN_FT:
+        net = train_net(build(method, seed), tgt_train, val_tgt, LR[method], seed)
+        domain_study.evaluate(f"{method.split(' (')[0]}, in-domain", seed, logits_of(net))
+        del net
+
+rows = [f"| method | in-domain (trained on {TARGET}) | cross-domain (trained on {SOURCE}) | transfer loss (paired) |",
+        "|---|---|---|---|"]
+for m in ["TF-IDF + LR", "frozen MiniLM + LR", "LoRA", "full fine-tuning"]:
+    have_in = f"{m}, in-domain" in domain_study.methods
+    cells = [domain_study.interval(f"{m}, in-domain").format(100, 1) if have_in else "not run",
+             domain_study.interval(f"{m}, cross-domain").format(100, 1),
+             domain_study.compare(f"{m}, in-domain", f"{m}, cross-domain").format(100, 1, signed=True) if have_in else "—"]
+    rows.append(f"| {m} | " + " | ".join(cells) + " |")
+rows.append("| frozen MiniLM + LR, SimCSE-adapted | — | "
+            + domain_study.interval("frozen MiniLM + LR, cross-domain + SimCSE").format(100, 1) + " | — |")
+display(Markdown(f"**{TARGET} test set, {K_TUNE} labelled reviews per class, accuracy in % (mean ± 95% CI, "
+                 f"{len(SEEDS)} seeds)**\n\n" + "\n".join(rows)))
+for result in domain_study.check_claims():
+    print(result.message)
+    glue("ch04_domain_claim", "supported" if result.passed else "not supported by the interval")
+for m, key in [("TF-IDF + LR", "tfidf"), ("frozen MiniLM + LR", "probe"), ("LoRA", "lora")]:
+    glue(f"ch04_loss_{key}", domain_study.compare(f"{m}, in-domain", f"{m}, cross-domain").format(100, 1, signed=True))
+    glue(f"ch04_cross_{key}", domain_study.interval(f"{m}, cross-domain").format(100, 1))
+glue("ch04_cross_full", domain_study.interval("full fine-tuning, cross-domain").format(100, 1))
+simcse_gain = domain_study.compare("frozen MiniLM + LR, cross-domain + SimCSE", "frozen MiniLM + LR, cross-domain")
+glue("ch04_simcse_gain", simcse_gain.format(100, 1, signed=True))
+glue("ch04_simcse_verdict", "a gain: the interval lies above zero" if simcse_gain.ci_low > 0 else
+     "a loss: the interval lies below zero" if simcse_gain.ci_high < 0 else
+     "no measurable change: the interval includes zero")
+glue("ch04_simcse_why", "A plausible reason: an encoder trained contrastively on a billion pairs from many domains "
+     "has little left for 20 steps on a few hundred reviews to fix" if simcse_gain.ci_low <= 0 else
+     "Even an encoder trained contrastively on a billion pairs gains from a few steps on the target's own style")
+for m, key in [("TF-IDF + LR", "tfidf"), ("frozen MiniLM + LR", "probe"), ("LoRA", "lora")]:
+    glue(f"ch04_in_{key}", domain_study.interval(f"{m}, in-domain").format(100, 1))
+glue("ch04_cross_lora_vs_tfidf", domain_study.compare("LoRA, cross-domain", "TF-IDF + LR, cross-domain").format(100, 1, signed=True))
 
 # %% [markdown]
-# The bag of words trained on gadgets scores {glue:text}`ch04_cross_tfidf:.1f`% on restaurant
-# reviews — close to chance, {glue:text}`ch04_loss_tfidf:.1f` points below the same model
-# trained on restaurants: most of what it learned ("battery", "charger", "screen") never
-# occurs in a restaurant review. The fine-tuned transformers keep
-# {glue:text}`ch04_cross_full:.1f`% (full) and {glue:text}`ch04_cross_lora:.1f`% (LoRA): the
-# sentiment they learned rides on representations of "awful", "lovely" or "rude" built during
-# pretraining, which are the same in both domains. Domain shift still costs something — compare
-# the frozen features trained on restaurants ({glue:text}`ch04_indomain_probe:.1f`%).
+# Each method against itself on the restaurants test set: TF-IDF scores
+# {glue:text}`ch04_in_tfidf`% in-domain and {glue:text}`ch04_cross_tfidf`% cross-domain
+# (transfer loss {glue:text}`ch04_loss_tfidf` points); the frozen probe
+# {glue:text}`ch04_in_probe`% and {glue:text}`ch04_cross_probe`% (loss
+# {glue:text}`ch04_loss_probe`); LoRA {glue:text}`ch04_in_lora`% and
+# {glue:text}`ch04_cross_lora`% (loss {glue:text}`ch04_loss_lora`); fully fine-tuned models
+# trained on electronics score {glue:text}`ch04_cross_full`% on restaurants. A transfer loss
+# is only as large as what the in-domain model learned: a method that learns little from 16
+# reviews per class has little to lose. What matters to a practitioner is the cross-domain
+# column: LoRA trained on gadgets − TF-IDF trained on gadgets is
+# {glue:text}`ch04_cross_lora_vs_tfidf` points on restaurants (the declared claim that LoRA
+# is better: {glue:text}`ch04_domain_claim`). The reason to expect a lead: what fine-tuning
+# learned rides on representations built during pretraining on text of every kind, while
+# most of TF-IDF's features ("battery", "charger", "screen") never occur in a restaurant
+# review.
 #
-# The cheapest fix is a few labelled target reviews. We take the LoRA models trained on
-# electronics and **continue fine-tuning** them on 8 restaurant reviews per class. The two
-# cheap strategies get the same data (source and target labels pooled), and all are compared
-# with using the 8 target reviews per class alone:
-
-# %%
-K_TARGET = 8
-adapt = {name: {"source only": cross[name], "target only": [], "source + target": []}
-         for name in ("TF-IDF + logistic regression", "frozen MiniLM + linear head", "LoRA (r=8, query+value)")}
-for seed in SEEDS:
-    source_train = few_shot_texts(reviews[SOURCE].train, K, seed=seed)
-    target_train = few_shot_texts(reviews[TARGET].train, K_TARGET, seed=seed)
-    for name, fn in [("TF-IDF + logistic regression", lambda tr: tfidf_lr(tr, reviews[TARGET].test.texts)[0])]:
-        adapt[name]["target only"].append(accuracy(reviews[TARGET].test.labels, fn(target_train)))
-        adapt[name]["source + target"].append(accuracy(reviews[TARGET].test.labels, fn(source_train + target_train)))
-    # frozen features: stack the source and target feature rows
-    y_t = reviews[TARGET].test.labels
-    Xs = features[(SOURCE, "train")][[row_of[SOURCE][t] for t in source_train.texts]]
-    Xt = features[(TARGET, "train")][[row_of[TARGET][t] for t in target_train.texts]]
-    clf = LogisticRegression(C=1.0, max_iter=2000)
-    adapt["frozen MiniLM + linear head"]["target only"].append(accuracy(y_t, clf.fit(Xt, target_train.labels.numpy()).predict(features[(TARGET, "test")])))
-    both_y = np.concatenate([source_train.labels.numpy(), target_train.labels.numpy()])
-    adapt["frozen MiniLM + linear head"]["source + target"].append(accuracy(y_t, clf.fit(np.vstack([Xs, Xt]), both_y).predict(features[(TARGET, "test")])))
-    # LoRA: continue training the electronics model on the target reviews
-    model, _ = fine_tune("LoRA (r=8, query+value)", target_train, seed, model=lora_models.pop(seed))
-    adapt["LoRA (r=8, query+value)"]["source + target"].append(accuracy(test_labels[TARGET], predict(model, test_loaders[TARGET]).argmax(1)))
-    del model
-adapt["LoRA (r=8, query+value)"]["target only"] = None  # not run (CPU budget): exercise ch04-ex5
-
-lines = [f"| strategy | {SOURCE} only ({K}/class) | {TARGET} only ({K_TARGET}/class) | both (continued for LoRA) |", "|---|---|---|---|"]
-for name, cols in adapt.items():
-    cells = [format_mean_std(v, percent=True) if v is not None else "—" for v in cols.values()]
-    lines.append(f"| {name} | " + " | ".join(cells) + " |")
-display(Markdown(f"**{TARGET} test accuracy in % (mean ± std over {len(SEEDS)} seeds)**\n\n" + "\n".join(lines)))
-lora_adapt = mean_std(adapt["LoRA (r=8, query+value)"]["source + target"])[0]
-glue("ch04_adapt_acc", 100 * lora_adapt)
-glue("ch04_adapt_gain", 100 * (lora_adapt - cross_mean["LoRA (r=8, query+value)"]))
-glue("ch04_adapt_std", 100 * mean_std(adapt["LoRA (r=8, query+value)"]["source + target"])[1])
-glue("ch04_source_std", 100 * mean_std(cross["LoRA (r=8, query+value)"])[1])
+# SimCSE on unlabelled restaurant reviews changed the cross-domain probe by
+# {glue:text}`ch04_simcse_gain` points — {glue:text}`ch04_simcse_verdict`. It took
+# {glue:text}`ch04_simcse_seconds:.0f` s. {glue:text}`ch04_simcse_why`; SimCSE-style
+# adaptation is expected to matter more for encoders never trained as sentence encoders and for
+# target domains far from the pretraining data {footcite}`gao2021simcse`. Chapter 6 shows adaptation methods
+# that use the source labels and the unlabelled target together.
 
 # %% [markdown]
-# Continued fine-tuning on 16 restaurant reviews moves the LoRA model to
-# {glue:text}`ch04_adapt_acc:.1f`% ({glue:text}`ch04_adapt_gain:+.1f` points on average). The
-# electronics model was already good on restaurants, so what the target reviews mostly buy
-# here is reliability: the spread over seeds goes from {glue:text}`ch04_source_std:.1f` to
-# {glue:text}`ch04_adapt_std:.1f` points. The two cheap strategies show the pattern behind it.
-# For a bag of words, electronics labels are useless on restaurants and only target reviews
-# help. For frozen pretrained features, labelled reviews of the *other* domain are worth
-# about as much as target reviews, and pooling both is best. Chapter 6 shows adaptation
-# methods that use unlabelled target reviews instead of labelled ones.
-#
 # ## Summary
 #
-# - A tokenizer turns text into WordPiece ids framed by `[CLS]`/`[SEP]`; batches are padded
-#   to their longest text and the attention mask tells the model (and our pooling) which
-#   positions are real.
-# - `load_text_encoder()` gives a real pretrained transformer offline; `pretrained=False` gives
-#   the same architecture untrained, the honest baseline for "what did pretraining buy?".
-# - With 16 labels per class, the pretrained encoder — frozen or fine-tuned — beats TF-IDF by
-#   {glue:text}`ch04_margin_tfidf:.1f` points and the same network trained from random weights
-#   by {glue:text}`ch04_margin_random:.1f` points (best pretrained strategy).
+# - A tokenizer turns text into WordPiece ids framed by `[CLS]`/`[SEP]`; a character outside
+#   the vocabulary makes its word `[UNK]`. Batches are padded to their longest text and the
+#   attention mask tells the model (and our pooling) which positions are real.
+# - Masked-language modelling and contrastive sentence training organised the reviews by
+#   topic and polarity before any label was seen: the nearest training review of a test review
+#   shares its sentiment {glue:text}`ch04_nn_same_label:.0f`% of the time.
+# - On equal footing (learning rate or $C$ tuned on validation, the same 100-step budget with
+#   warm-up and decay, three seeds, paired 95% intervals), full fine-tuning − TF-IDF is
+#   {glue:text}`ch04_k4_full_vs_tfidf` points at 4 labels per class and full fine-tuning −
+#   tuned random init {glue:text}`ch04_k4_full_vs_random` (4 per class) and
+#   {glue:text}`ch04_k16_full_vs_random` (16 per class): {glue:text}`ch04_claims_held` hold.
 # - LoRA {eq}`eq-ch04-lora` trains {glue:text}`ch04_lora_params:,` parameters
-#   ({glue:text}`ch04_lora_share_pct:.2f`% of the encoder) and reaches
-#   {glue:text}`ch04_lora_ratio:.1f`% of full fine-tuning's accuracy; the adapters merge back
-#   into the weights, so inference costs nothing extra.
-# - Across domains, word-level models collapse while pretrained representations carry most of
-#   the way; a few target labels are the simplest way to close the rest.
+#   ({glue:text}`ch04_lora_share_pct:.2f`% of the encoder) and keeps
+#   {glue:text}`ch04_lora_share_gain`% of full fine-tuning's gain above chance; `peft`'s LoRA
+#   differs from ours by {glue:text}`ch04_peft_diff` points and
+#   `AutoModelForSequenceClassification` from `TextClassifier` by {glue:text}`ch04_hf_diff`.
+# - Frozen probe − TF-IDF along the learning curve: {glue:text}`ch04_curve_gap_2` points at 2
+#   per class, {glue:text}`ch04_curve_gap_16` at 16, {glue:text}`ch04_curve_gap_all` with the
+#   whole pool.
+# - Across domains (each method against itself) the transfer losses are
+#   {glue:text}`ch04_loss_tfidf` (TF-IDF), {glue:text}`ch04_loss_probe` (probe) and
+#   {glue:text}`ch04_loss_lora` (LoRA) points; cross-domain, LoRA beats TF-IDF by
+#   {glue:text}`ch04_cross_lora_vs_tfidf`; unsupervised SimCSE on target reviews changed the probe by
+#   {glue:text}`ch04_simcse_gain` points.
 #
-# The whole notebook ran in {glue:text}`ch04_runtime_s:.0f` seconds on the machine that built
-# this page.
+# The whole notebook ran in {glue:text}`ch04_runtime_s:.0f` seconds
+# ({glue:text}`ch04_cpu_s:.0f` s of CPU time) on the machine that built this page.
 
 # %%
 runtime = time.perf_counter() - NOTEBOOK_START
 glue("ch04_runtime_s", runtime)
-print(f"notebook run time: {runtime:.1f} s")
+glue("ch04_cpu_s", time.process_time() - CPU_START)
+print(f"notebook run time: {runtime:.1f} s, CPU time {time.process_time() - CPU_START:.1f} s")
 
 # %% [markdown]
 # ## Exercises
@@ -625,8 +1000,8 @@ print(f"notebook run time: {runtime:.1f} s")
 # ```{solution} ch04-ex3
 # :class: dropdown
 # Compute the features with `TextClassifier(encoder, 2, pooling="cls").embed(...)` under
-# `torch.no_grad()` and refit the logistic regression. For `all-MiniLM-L6-v2` mean pooling is
-# clearly better: the model was trained (Sentence-BERT style) so that the *mean* of its token
+# `torch.no_grad()` and refit the logistic regression (`fit_probe`, $C$ tuned on validation).
+# Expected (not run here): for `all-MiniLM-L6-v2` mean pooling is better, because the model was trained (Sentence-BERT style) so that the *mean* of its token
 # vectors is the sentence embedding, while its `[CLS]` vector received no sentence-level
 # training. BERT's original recipe fine-tunes all weights, so the `[CLS]` vector is *trained*
 # into a summary during fine-tuning (and BERT's pretraining used it for next-sentence
@@ -643,6 +1018,8 @@ print(f"notebook run time: {runtime:.1f} s")
 # ````{solution} ch04-ex4
 # :class: dropdown
 # ```python
+# from sklearn.feature_extraction.text import TfidfVectorizer
+# from sklearn.linear_model import LogisticRegression
 # vec = TfidfVectorizer(ngram_range=(1, 2), sublinear_tf=True)
 # X = vec.fit_transform(reviews["electronics"].train.texts)
 # clf = LogisticRegression(C=10.0, max_iter=2000).fit(X, reviews["electronics"].train.labels.numpy())
@@ -652,7 +1029,7 @@ print(f"notebook run time: {runtime:.1f} s")
 # restaurant_text = " ".join(reviews["restaurants"].train.texts).lower()
 # print(top, sum(w in restaurant_text for w in top))
 # ```
-# Strong electronics features mix general sentiment words ("great", "love", "returned") with
+# Expected (run the code to check): strong electronics features mix general sentiment words ("great", "love", "returned") with
 # domain words ("battery", "support", "works"); the domain words are absent from restaurant
 # reviews, and a test review whose words are all unseen gets only the intercept — hence the
 # large drop. The pretrained encoder maps unseen words to meanings it already knows.
@@ -660,23 +1037,42 @@ print(f"notebook run time: {runtime:.1f} s")
 #
 # ```{exercise}
 # :label: ch04-ex5
-# (GPU or patience.) Fill in what this chapter left out to stay within its CPU budget: full
-# fine-tuning and LoRA at every label budget of the learning curve (five seeds), and the "—"
-# cells of the two domain tables (fine-tuned models trained on restaurant reviews only). Does
-# LoRA stay within 95% of full fine-tuning at 64 labels per class? Is the transfer loss of a
-# fine-tuned model smaller than that of the frozen features?
+# (GPU or patience.) Fill in what this chapter left out to stay within its CPU budget: the
+# learning rate tuned for every seed and label budget instead of once, full fine-tuning and
+# LoRA at every point of the learning curve with five seeds, and full fine-tuning trained on
+# restaurant reviews (the "not run" cell of the domain table). Does LoRA keep 95% of full
+# fine-tuning's gain at 64 labels per class? Is the transfer loss of full fine-tuning smaller
+# than that of the frozen probe?
 # ```
 #
 # ```{solution} ch04-ex5
 # :class: dropdown
-# Loop `fine_tune(name, few_shot_texts(reviews[domain].train, k, seed=s), s)` over `K_GRID`,
-# both recipes, both domains and `range(5)`, scoring with `predict(model, test_loaders[...])`;
-# on a GPU `fit` uses it automatically. Expect both fine-tuned curves to lie above the frozen
-# features from about 8 labels per class, LoRA to track full fine-tuning closely, and at 2
-# labels per class fine-tuning to be noisy and sometimes *below* the frozen features: with so
-# little data, updating 22.7M weights (or even 74k) overfits more easily than a 385-parameter
-# linear head. Report means with standard deviations; single runs on 95 test reviews differ
-# by several points by chance.
+# Loop `train_net(build(m, s), few_shot_texts(pools[d][0], k, seed=s), pools[d][1], lr, s)` over
+# `K_CURVE`, the methods, both domains and `range(5)`, choosing `lr` with `tune` inside the loop,
+# and score each model with `study.evaluate(m, s, logits_of(net))`; on a GPU `fit` uses it
+# automatically. Expected (not run here): both fine-tuned curves lie above the frozen features
+# from about 8 labels per class, LoRA tracks full fine-tuning closely, and at 2 labels per class
+# fine-tuning is noisy and sometimes *below* the frozen features — with so little data,
+# updating 22.7M weights (or even 74k) overfits more easily than a 385-parameter linear head.
+# Report means with their intervals: single runs on {glue:text}`ch04_n_test_source` test reviews
+# differ by several points by chance.
+# ```
+#
+# ```{exercise}
+# :label: ch04-ex6
+# Measure one remedy for few-sample instability: at 4 labels per class, train full fine-tuning
+# with five seeds (a) as in this chapter, (b) with the last encoder layer re-initialised before
+# training {footcite}`zhang2021revisiting`, (c) keeping the best of three restarts on validation
+# {footcite}`dodge2020fine`. Compare the spread and the worst seed.
+# ```
+#
+# ```{solution} ch04-ex6
+# :class: dropdown
+# (b): after `model = build("full fine-tuning", s)`, call
+# `model.encoder.encoder.layer[-1].apply(model.encoder._init_weights)`. (c): run `train_net`
+# with seeds `s, s + 10, s + 20` and keep the model with the highest `net.val_accuracy`.
+# Expected (not run here): both reduce the spread over seeds and raise the worst seed; the
+# restarts cost three times the compute, the re-initialisation nothing.
 # ```
 #
 # ## References
