@@ -145,8 +145,13 @@ def adda_case(**options: Any) -> tuple[dict[str, nn.Module], Any]:
 
 @case("pixel_da")
 def pixel_case(**options: Any) -> tuple[dict[str, nn.Module], Any]:
-    from tlcourse.adapt import (DomainAdversarialLoss, DomainDiscriminator, ImageDiscriminator, PixelGenerator,
-                                train_pixel_da)
+    from tlcourse.adapt import (
+        DomainAdversarialLoss,
+        DomainDiscriminator,
+        ImageDiscriminator,
+        PixelGenerator,
+        train_pixel_da,
+    )
 
     xs, ys = _digits(32, 11)
     xt, _ = _digits(32, 12, shift=0.2)

@@ -19,5 +19,6 @@ if __name__ == "__main__":
         modules, history = run(sync_batchnorm=True)
         if is_main_process():
             save_file(engine_cases.flat_state(modules), str(out / f"{name}.safetensors"))
-            (out / f"{name}.json").write_text(json.dumps({"world_size": world_size(), **engine_cases.comparable(history)}))
+            record = {"world_size": world_size(), **engine_cases.comparable(history)}
+            (out / f"{name}.json").write_text(json.dumps(record))
     cleanup()

@@ -534,7 +534,8 @@ class _LogitAwareLoss(nn.Module):
 
     def forward(self, f_s, f_t, logits_s, logits_t):
         self.calls.append((f_s.shape[1], logits_s.shape[1], logits_t.shape[0]))
-        return (f_s.mean(0) - f_t.mean(0)).pow(2).sum() + (logits_s.softmax(1).mean(0) - logits_t.softmax(1).mean(0)).pow(2).sum()
+        mean_gap = (f_s.mean(0) - f_t.mean(0)).pow(2).sum()
+        return mean_gap + (logits_s.softmax(1).mean(0) - logits_t.softmax(1).mean(0)).pow(2).sum()
 
 
 def test_adaptation_takes_timm_style_models_and_logit_aware_losses() -> None:

@@ -64,7 +64,8 @@ def test_mnistm_split_has_the_same_digits_as_mnist():
     assert restyled.shape == mm.test.images[:5].shape
 
 
-@pytest.mark.parametrize("bad", [torch.zeros(2, 2, 28, 28), torch.zeros(28, 28), torch.zeros(2, 1, 28, 28, dtype=torch.uint8)])
+@pytest.mark.parametrize("bad", [torch.zeros(2, 2, 28, 28), torch.zeros(28, 28),
+                                 torch.zeros(2, 1, 28, 28, dtype=torch.uint8)])
 def test_mnistm_rejects_bad_images(bad):
     with pytest.raises((ValueError, TypeError), match="images"):
         make_mnistm(bad)

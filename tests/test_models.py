@@ -14,7 +14,8 @@ def test_small_resnet_shapes_and_grey_input():
     assert [m.shape[-1] for m in maps.values()] == [14, 14, 7, 4]
 
 
-@pytest.mark.parametrize("bad", [torch.rand(2, 2, 28, 28), torch.rand(3, 28, 28), torch.zeros(2, 3, 28, 28, dtype=torch.long)])
+@pytest.mark.parametrize("bad", [torch.rand(2, 2, 28, 28), torch.rand(3, 28, 28),
+                                 torch.zeros(2, 3, 28, 28, dtype=torch.long)])
 def test_small_resnet_rejects_bad_input(bad):
     with pytest.raises((ValueError, TypeError), match="x must"):
         SmallResNet(3)(bad)

@@ -38,10 +38,11 @@ def test_installed_wheel_loads_the_backbone_outside_the_repo(wheel, tmp_path):
                    check=True, capture_output=True)
     code = (
         "import tlcourse, tlcourse.models as m; "
-        "assert tlcourse.__file__.startswith(%r), tlcourse.__file__; "
-        "print(m.load_pretrained(10).head.out_features)" % str(target)
+        f"assert tlcourse.__file__.startswith({str(target)!r}), tlcourse.__file__; "
+        "print(m.load_pretrained(10).head.out_features)"
     )
-    result = subprocess.run([sys.executable, "-c", code], cwd=tmp_path, env={"PYTHONPATH": str(target), "PATH": "/usr/bin:/bin"},
+    result = subprocess.run([sys.executable, "-c", code], cwd=tmp_path,
+                            env={"PYTHONPATH": str(target), "PATH": "/usr/bin:/bin"},
                             capture_output=True, text=True)
     assert result.returncode == 0, result.stderr[-2000:]
     assert result.stdout.strip() == "10"

@@ -205,7 +205,7 @@ def test_test_set_is_sealed_until_declared_and_opened_once():
     with pytest.raises(SealedTestError, match="declare"):
         study.evaluate("a", 0, _predictor(0.5, 0))
     with pytest.raises(SealedTestError, match="sealed"):
-        study.test
+        _ = study.test
     assert test.opened == 0
     study.declare()
     study.evaluate("a", 0, _predictor(0.5, 0))
@@ -224,7 +224,8 @@ def test_claims_pass_and_fail_on_the_ci_bound_with_numbers():
         Claim("bad beats good", a="bad", b="good", at_least=0.0),
         Claim("gap is small", a="good", b="bad", at_most=0.05),
         Claim("good is accurate", a="good", at_least=0.85),
-        Claim("good keeps its gain over bad", a="good", b="good", statistic="share_of_gain", reference="bad", at_least=0.99),
+        Claim("good keeps its gain over bad", a="good", b="good", statistic="share_of_gain", reference="bad",
+              at_least=0.99),
     ]
     study, test = _study(claims)
     for seed in study.seeds:
@@ -247,7 +248,7 @@ def test_summary_table_pick_and_predictions_formats():
     for seed in study.seeds:
         study.evaluate("a", seed, _predictor(0.8, seed))
         logits = np.eye(3)[np.arange(600) % 3]  # perfect class scores
-        study.evaluate("b", seed, lambda t: torch.tensor(logits))
+        study.evaluate("b", seed, lambda t, scores=logits: torch.tensor(scores))
         study.pick("best", seed, "b")
     s = study.summary().set_index("method")
     assert s.loc["b", "mean"] == 1.0 and s.loc["b", "std"] == 0.0 and s.loc["best", "n_seeds"] == 3

@@ -13,9 +13,9 @@ from torch import nn
 from tlcourse.data.text import (
     REVIEW_DOMAINS,
     SENTIMENT_CLASSES,
+    LengthGroupedBatchSampler,
     TextDataset,
     corpus_path,
-    LengthGroupedBatchSampler,
     few_shot_texts,
     load_reviews,
     make_text_collate,
@@ -104,7 +104,8 @@ def test_text_dataset_add_subset_and_bad_input():
 def test_collate_pads_truncates_and_feeds_fit(minilm):
     tokenizer, _ = minilm
     collate = make_text_collate(tokenizer, max_length=8)
-    batch = [("Short one.", torch.tensor(1)), ("A much longer review that will certainly be truncated here.", torch.tensor(0))]
+    batch = [("Short one.", torch.tensor(1)),
+             ("A much longer review that will certainly be truncated here.", torch.tensor(0))]
     inputs, labels = collate(batch)
     assert set(inputs) == {"input_ids", "attention_mask"}
     assert inputs["input_ids"].shape == (2, 8) == inputs["attention_mask"].shape
@@ -172,7 +173,8 @@ def test_random_init_has_same_architecture_but_different_weights(minilm):
     w0 = pretrained.embeddings.word_embeddings.weight
     assert not torch.allclose(random.embeddings.word_embeddings.weight, w0)
     _, again = load_text_encoder(pretrained=False, seed=0)
-    assert torch.equal(again.encoder.layer[0].attention.self.query.weight, random.encoder.layer[0].attention.self.query.weight)
+    query = again.encoder.layer[0].attention.self.query.weight
+    assert torch.equal(query, random.encoder.layer[0].attention.self.query.weight)
 
 
 def test_unknown_model_offline_gives_one_clear_error(monkeypatch):
@@ -209,7 +211,9 @@ def test_encode_texts_matches_sentence_transformers_recipe(minilm):
     ref = torch.nn.functional.normalize((hidden * m).sum(1) / m.sum(1), dim=-1)
     torch.testing.assert_close(emb, ref, rtol=1e-4, atol=1e-4)
     # Sentence-level semantics survive: the two restaurant reviews are closer than a gadget one.
-    e = encode_texts(tokenizer, encoder, ["Delicious pasta and kind waiters.", "The soup was tasty and the staff lovely.", "My laptop charger broke."], normalize=True)
+    texts = ["Delicious pasta and kind waiters.", "The soup was tasty and the staff lovely.",
+             "My laptop charger broke."]
+    e = encode_texts(tokenizer, encoder, texts, normalize=True)
     assert e[0] @ e[1] > e[0] @ e[2]
     with pytest.raises(ValueError, match="texts is empty"):
         encode_texts(tokenizer, encoder, [])

@@ -126,7 +126,8 @@ def test_evaluate_reduces_its_sums_on_the_model_device(tiny_images, monkeypatch)
     result = evaluate(model, tiny_images, batch_size=40)
     assert seen == [(next(model.parameters()).device, torch.float64)]
     logits = predict(model, tiny_images)
-    assert result["loss"] == pytest.approx(torch.nn.functional.cross_entropy(logits, tiny_images.labels).item(), rel=1e-5)
+    expected = torch.nn.functional.cross_entropy(logits, tiny_images.labels).item()
+    assert result["loss"] == pytest.approx(expected, rel=1e-5)
 
 
 def test_an_interrupted_run_resumes_bitwise(tiny_images, tmp_path, monkeypatch):

@@ -351,7 +351,7 @@ def distill(
     seed: int | None = None,
     progress: bool = False,
     **engine_options: Any,
-) -> "History":
+) -> History:
     """Train ``student`` to imitate ``teacher`` on ``train_data`` for ``epochs`` epochs.
 
     One step is Eq. (8.1) on a batch (AdamW by default; ``scheduler`` is a learning-rate
@@ -397,7 +397,8 @@ def distill(
     if optimizer is None:
         optimizer = torch.optim.AdamW(student.parameters(), lr=lr, weight_decay=weight_decay)
     sched = make_scheduler(scheduler, optimizer)
-    loader, cached = _distill_loader(student, teacher, train_data, teacher_outputs, cache_teacher, batch_size, seed, dev)
+    loader, cached = _distill_loader(student, teacher, train_data, teacher_outputs, cache_teacher, batch_size, seed,
+                                     dev)
     modules = {"student": student} if cached else {"student": student, "teacher": teacher}
     engine = Engine(modules, {"optimizer": optimizer}, schedulers={"scheduler": sched} if sched else None,
                     scheduler_interval=scheduler_interval, frozen=("teacher",), device=dev, desc="distill",

@@ -201,7 +201,8 @@ class L2SPLoss(nn.Module):
                 term = p.pow(2).sum()
                 new = term if new is None else new + term
         zero = next(model.parameters()).new_zeros(())
-        return 0.5 * self.alpha * (sp if sp is not None else zero) + 0.5 * self.beta * (new if new is not None else zero)
+        sp, new = (sp if sp is not None else zero), (new if new is not None else zero)
+        return 0.5 * self.alpha * sp + 0.5 * self.beta * new
 
     def forward(self, logits: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
         check_tensor("logits", logits, ndim=2, dtype="float")

@@ -208,7 +208,7 @@ class AdamState(NamedTuple):
     exp_avg_sq: torch.Tensor  # v: running mean of the squared gradients
 
     @classmethod
-    def zeros_like(cls, param: torch.Tensor) -> "AdamState":
+    def zeros_like(cls, param: torch.Tensor) -> AdamState:
         """The initial state ``(0, 0, 0)`` for ``param``."""
         return cls(0, torch.zeros_like(param), torch.zeros_like(param))
 

@@ -162,7 +162,9 @@ def plot_embedding(
     if ax is None:
         _, ax = plt.subplots(figsize=(5, 4.5))
     lab = None if labels is None else np.asarray(labels.cpu() if isinstance(labels, torch.Tensor) else labels)
-    dom = np.zeros(len(x), int) if domains is None else np.asarray(domains.cpu() if isinstance(domains, torch.Tensor) else domains)
+    if isinstance(domains, torch.Tensor):
+        domains = domains.cpu()
+    dom = np.zeros(len(x), int) if domains is None else np.asarray(domains)
     markers = ["o", "^", "s", "x"]
     for d in np.unique(dom):
         rows = dom == d

@@ -127,7 +127,8 @@ def tune(
     if not isinstance(grid, Mapping) or not grid:
         raise ValueError("grid must be a non-empty dict of name -> list of values, e.g. {'lr': [1e-3, 1e-2]}")
     for name, values in grid.items():
-        if not isinstance(name, str) or isinstance(values, (str, bytes)) or not isinstance(values, Sequence) or not values:
+        if (not isinstance(name, str) or isinstance(values, (str, bytes)) or not isinstance(values, Sequence)
+                or not values):
             raise ValueError(f"grid[{name!r}] must be a non-empty list of values, got {values!r}")
     best, best_score, best_params, scores = None, -math.inf, None, []
     for combo in itertools.product(*grid.values()):
@@ -169,7 +170,8 @@ class Claim:
         if self.at_least is None and self.at_most is None:
             raise ValueError(f"claim {self.name!r}: give at_least and/or at_most (the bound to assert)")
         if self.statistic not in ("difference", "share_of_gain"):
-            raise ValueError(f"claim {self.name!r}: statistic must be 'difference' or 'share_of_gain', got {self.statistic!r}")
+            raise ValueError(f"claim {self.name!r}: statistic must be 'difference' or 'share_of_gain', "
+                             f"got {self.statistic!r}")
         if self.statistic == "share_of_gain" and (self.b is None or self.reference is None):
             raise ValueError(f"claim {self.name!r}: share_of_gain needs b and a reference (e.g. chance accuracy)")
 
@@ -206,7 +208,8 @@ class Study:
         if not hasattr(test, "__len__") or len(test) == 0:
             raise ValueError("test is empty: expected a test set with at least one example")
         seeds = list(seeds)
-        if not seeds or any(isinstance(s, bool) or not isinstance(s, int) for s in seeds) or len(set(seeds)) != len(seeds):
+        bad_seed = any(isinstance(s, bool) or not isinstance(s, int) for s in seeds)
+        if not seeds or bad_seed or len(set(seeds)) != len(seeds):
             raise ValueError(f"seeds must be a non-empty list of distinct ints, got {seeds!r}")
         self.name, self.seeds, self.n_boot, self.confidence, self.boot_seed = name, seeds, n_boot, confidence, boot_seed
         self.__test = test
@@ -220,7 +223,7 @@ class Study:
     def test(self) -> Any:
         raise SealedTestError(f"the test set of study {self.name!r} is sealed: open it through study.evaluate()")
 
-    def declare(self, *claims: Claim) -> "Study":
+    def declare(self, *claims: Claim) -> Study:
         """State the claims before the test set is opened (may be none: a descriptive study)."""
         if self._values:
             raise SealedTestError(f"study {self.name!r}: claims must be declared before the test set is opened")
@@ -237,7 +240,8 @@ class Study:
         if seed not in self.seeds:
             raise ValueError(f"seed must be one of the study's seeds {self.seeds}, got {seed!r}")
         if self.claims is None:
-            raise SealedTestError(f"study {self.name!r}: declare the claims (study.declare(...)) before opening the test set")
+            raise SealedTestError(f"study {self.name!r}: declare the claims (study.declare(...)) "
+                                  "before opening the test set")
         if seed in self._values.get(method, {}):
             raise SealedTestError(f"study {self.name!r}: the test set was already opened for ({method!r}, seed {seed})")
 
@@ -308,7 +312,8 @@ class Study:
         for m in self.methods:
             x, ci = self.matrix(m), self.interval(m)
             std = float(x.mean(1).std(ddof=1)) if len(x) > 1 else 0.0
-            rows.append({"method": m, "mean": ci.mean, "std": std, "ci_low": ci.ci_low, "ci_high": ci.ci_high, "n_seeds": len(x)})
+            rows.append({"method": m, "mean": ci.mean, "std": std, "ci_low": ci.ci_low, "ci_high": ci.ci_high,
+                         "n_seeds": len(x)})
         return pd.DataFrame(rows, columns=["method", "mean", "std", "ci_low", "ci_high", "n_seeds"])
 
     def _paired_seeds(self, *methods: str) -> list[int]:
@@ -352,8 +357,9 @@ class Study:
             ok_high = c.at_most is None or e.ci_high <= c.at_most
             what = {"difference": f"{c.a} − {c.b}", "mean": c.a,
                     "share_of_gain": f"({c.a} − {c.reference}) / ({c.b} − {c.reference})"}[e.statistic]
-            bounds = " and ".join(s for s in (f"CI low {e.ci_low:.4f} >= {c.at_least}" if c.at_least is not None else "",
-                                              f"CI high {e.ci_high:.4f} <= {c.at_most}" if c.at_most is not None else "") if s)
+            low = f"CI low {e.ci_low:.4f} >= {c.at_least}" if c.at_least is not None else ""
+            high = f"CI high {e.ci_high:.4f} <= {c.at_most}" if c.at_most is not None else ""
+            bounds = " and ".join(s for s in (low, high) if s)
             msg = (f"{'PASS' if ok_low and ok_high else 'FAIL'} [{self.name}] {c.name}: {what} = {e.mean:.4f}, "
                    f"{int(round(100 * e.confidence))}% CI [{e.ci_low:.4f}, {e.ci_high:.4f}] over {e.n_seeds} seeds "
                    f"× {e.n_items} test examples; required {bounds}")
@@ -368,7 +374,8 @@ class Study:
             raise AssertionError("\n".join(failed))
         return results
 
-    def table(self, glue_prefix: str | None = None, *, baseline: str | None = None, methods: Sequence[str] | None = None,
+    def table(self, glue_prefix: str | None = None, *, baseline: str | None = None,
+              methods: Sequence[str] | None = None,
               scale: float = 100.0, digits: int = 1, column: str | None = None) -> Any:
         """Results as "mean ± half-width" cells (95% CI), one row per method; optionally the
         paired difference to ``baseline``. With ``glue_prefix`` every shown cell is glued as

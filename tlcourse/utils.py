@@ -63,7 +63,7 @@ class Timer:
         self.seconds: float = 0.0
         self._start: float | None = None
 
-    def __enter__(self) -> "Timer":
+    def __enter__(self) -> Timer:
         self._start = time.perf_counter()
         return self
 

@@ -153,7 +153,8 @@ def adaptation_losses(
 
 
 def _forward_losses(features: nn.Module, head: nn.Module, transfer_loss: nn.Module | None, xs: torch.Tensor,
-                    ys: torch.Tensor, xt: torch.Tensor | None, trade_off: float, concat: bool) -> tuple[dict, torch.Tensor]:
+                    ys: torch.Tensor, xt: torch.Tensor | None, trade_off: float,
+                    concat: bool) -> tuple[dict, torch.Tensor]:
     if transfer_loss is None:
         fs, ft = features(xs), None
     else:

@@ -140,7 +140,8 @@ def _multitask_pair(steps: int, dev: torch.device) -> Pair:
 
         model, weighting = o["model"], o["weighting"]
         seed_everything(0)
-        opt = torch.optim.AdamW([{"params": [p for p in model.parameters() if p.requires_grad]}], lr=1e-3, weight_decay=0.0)
+        params = [p for p in model.parameters() if p.requires_grad]
+        opt = torch.optim.AdamW([{"params": params}], lr=1e-3, weight_decay=0.0)
         model.train()
         for batch in RandomBatches(sets, dict.fromkeys(sets, 32), steps, torch.Generator().manual_seed(0)):
             out = model({t: x.to(dev) for t, (x, _) in batch.items()})

@@ -147,6 +147,7 @@ def load_glyphs(n_per_class: int = 400, seed: int = 0, task: str = "character") 
     plain = torch.rand(n, 1, 1, 1, generator=g) < 0.25
     if task == "background":
         bits = (base.flatten(1) > 0.5).long()
-        return ArrayDataset(colour.clamp(0, 1).contiguous(), 4 * bits[:, 0] + 2 * bits[:, 1] + bits[:, 2], BACKGROUND_CLASSES)
+        labels = 4 * bits[:, 0] + 2 * bits[:, 1] + bits[:, 2]
+        return ArrayDataset(colour.clamp(0, 1).contiguous(), labels, BACKGROUND_CLASSES)
     images = torch.where(plain, grey, colour).clamp(0, 1).contiguous()
     return ArrayDataset(images, labels[picks], GLYPH_CLASSES)

@@ -37,7 +37,8 @@ class StepContext:
     @property
     def loss_scale(self) -> torch.Tensor | float:
         """What to multiply an objective by before back-propagating it yourself (fp16 scale / accumulation)."""
-        scale = self._engine.scaler.scale(torch.ones((), device=self.device)) if self._engine.scaler.is_enabled() else 1.0
+        scaler = self._engine.scaler
+        scale = scaler.scale(torch.ones((), device=self.device)) if scaler.is_enabled() else 1.0
         return scale / self._divisor if self._divisor != 1 else scale
 
     def backward(self, loss: torch.Tensor, retain_graph: bool = False) -> None:

@@ -20,7 +20,8 @@ There are two kinds of step:
   GradNorm build the gradient from per-task gradients). The step calls ``ctx.backward(loss)``
   (loss scaling and accumulation handled), ``ctx.step(optimizer)`` (gradient averaging,
   unscaling, clipping, the update) and, before each backward, ``ctx.zero_grad(optimizer)``
-  for the gradients it accumulates into; it may read ``ctx.loss_scale``. The same update runs in a user's own loop with :class:`PlainContext`.
+  for the gradients it accumulates into; it may read ``ctx.loss_scale``. The same update runs in a
+  user's own loop with :class:`PlainContext`.
 
 Either way the step returns named scalar tensors: the engine averages each over the epoch
 (weighted by the batch's ``"batch_size"`` entry when the step gives one) and checks every entry

@@ -218,7 +218,8 @@ def fetch(dataset: Dataset, index: torch.Tensor) -> Any:
     if isinstance(dataset, TensorDataset):
         return tuple(t[index] for t in dataset.tensors)
     images, labels = getattr(dataset, "images", None), getattr(dataset, "labels", None)
-    if isinstance(images, torch.Tensor) and isinstance(labels, torch.Tensor) and getattr(dataset, "transform", 1) is None:
+    tensors = isinstance(images, torch.Tensor) and isinstance(labels, torch.Tensor)
+    if tensors and getattr(dataset, "transform", 1) is None:
         return images[index], labels[index]
     rows = index.tolist()
     items = dataset.__getitems__(rows) if hasattr(dataset, "__getitems__") else [dataset[i] for i in rows]
