@@ -57,6 +57,11 @@ def main() -> None:
         "name": "glyphs-resnet",
         "architecture": "tlcourse.models.SmallResNet",
         "widths": list(args.widths),
+        "input": {"range": [0.0, 1.0], "dtype": "float (uint8 images: divide by 255, or use model.preprocess)",
+                  "channels": "1 or 3 (grey images are repeated to 3)", "input_size": [28, 28], "min_size": [8, 8],
+                  "normalisation": "inside the model (mean 0.5, std 0.25 per channel): do not normalise the input",
+                  "preprocess": "tlcourse.models.preprocessing('glyphs-resnet') / model.preprocess "
+                                "(resize to 28x28, [0, 1])"},
         "parameters": sum(p.numel() for p in model.parameters()),
         "source_task": "53-way printed-character classification (0-9, A-Z, distinct a-z) rendered from "
                        f"{len(GLYPH_FONTS)} fonts shipped with matplotlib, randomly transformed, coloured and textured",

@@ -102,7 +102,7 @@ CASES = [
     ("fit NaN inputs", lambda: fit(net(), NAN, epochs=1), FloatingPointError, "loss became nan"),
     ("evaluate empty", lambda: evaluate(net(), EMPTY), ValueError, "empty"),
     ("evaluate labels out of range", lambda: evaluate(net(1), DS), ValueError, "labels must be in"),
-    ("predict not a dataset", lambda: predict(net(), X), TypeError, "data"),
+    ("predict not a dataset", lambda: predict(net(), 3), TypeError, "data"),
     # finetune
     ("freeze unknown stage", lambda: freeze(net(), ["backbone.layer7"]), ValueError, "no submodule"),
     ("trainable_stages too many", lambda: trainable_stages(net(), 9), ValueError, "train_top"),

@@ -46,23 +46,38 @@ def _model_state(model: nn.Module) -> dict[str, torch.Tensor]:
     return {k: v for k, v in module.state_dict().items()}
 
 
+def _unwrap(model: nn.Module) -> nn.Module:
+    return model.module if hasattr(model, "module") and isinstance(model.module, nn.Module) else model
+
+
 def save_weights(path: str | os.PathLike, model: nn.Module, metadata: dict[str, Any] | None = None) -> Path:
-    """Save only the model's weights (and buffers) to a safetensors file."""
-    meta = {_META_KEY: json.dumps(metadata or {})}
+    """Save only the model's weights (and buffers) to a safetensors file.
+
+    The model's ``class_names`` (when it has them) are stored in the metadata and restored by
+    :func:`load_weights`.
+    """
+    metadata = dict(metadata or {})
+    names = getattr(_unwrap(model), "class_names", None)
+    if names is not None and "class_names" not in metadata:
+        metadata["class_names"] = list(names)
+    meta = {_META_KEY: json.dumps(metadata)}
     return atomic_save(_model_state(model), path, meta)
 
 
 def load_weights(path: str | os.PathLike, model: nn.Module, strict: bool = True) -> dict[str, Any]:
-    """Load weights saved by :func:`save_weights` (or ``model.*`` of a checkpoint) into ``model``."""
+    """Load weights saved by :func:`save_weights` (or ``model.*`` of a checkpoint) into ``model``.
+
+    Returns the metadata; saved ``class_names`` are set on the model as ``model.class_names``.
+    """
     path = Path(path)
     if not path.is_file():
         raise FileNotFoundError(f"path does not exist: {path}")
     tensors, meta = _read(path)
     state = {k[len("model."):]: v for k, v in tensors.items() if k.startswith("model.")} or tensors
     module = model.module if hasattr(model, "module") and isinstance(model.module, nn.Module) else model
-    result = module.load_state_dict(state, strict=strict)
-    if strict is False and (result.missing_keys or result.unexpected_keys):
-        pass
+    module.load_state_dict(state, strict=strict)
+    if isinstance(meta.get("class_names"), list):
+        module.class_names = list(meta["class_names"])
     return meta
 
 

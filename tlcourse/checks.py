@@ -116,7 +116,16 @@ def check_finite(name: str, x: torch.Tensor) -> torch.Tensor:
 
 
 def check_labels(name: str, y: Any, num_classes: int | None = None) -> torch.Tensor:
-    """``y`` must be a 1-D integer tensor of class indices in ``[0, num_classes)``."""
+    """``y`` must be a 1-D integer tensor of class indices in ``[0, num_classes)``.
+
+    One-hot ``(N, C)``, float and string labels get a message that says how to convert them.
+    """
+    if isinstance(y, torch.Tensor) and y.ndim == 2 and y.shape[1] > 1:
+        raise ValueError(f"{name} look one-hot or like scores (shape {tuple(y.shape)}): pass class indices, "
+                         f"e.g. {name}.argmax(1)")
+    if isinstance(y, torch.Tensor) and (y.is_floating_point() or y.dtype == torch.bool):
+        raise TypeError(f"{name} must be integer class indices (int64), got {y.dtype}: use {name}.long() if they "
+                        "are whole numbers")
     check_tensor(name, y, ndim=1, dtype="int")
     if y.numel() and y.min() < 0:
         raise ValueError(f"{name} must hold class indices >= 0, found {int(y.min())}")

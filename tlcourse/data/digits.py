@@ -24,6 +24,7 @@ from tlcourse.checks import check_choice, check_int, check_labels, check_tensor
 
 __all__ = [
     "ArrayDataset",
+    "dataset_labels",
     "Split",
     "DIGIT_CLASSES",
     "load_mnist",
@@ -248,22 +249,42 @@ def load_mnistm(test_size: float = 0.2, seed: int = 0, style_seed: int = 0) -> S
     return _split(_mnistm_images(style_seed), labels, test_size, seed)
 
 
+def dataset_labels(dataset: Dataset) -> torch.Tensor:
+    """The class index of every example of a map-style labelled ``dataset``, as an int64 tensor.
+
+    Read from ``dataset.labels`` (course datasets) or ``dataset.targets`` (torchvision's
+    ``ImageFolder``, ``MNIST``, ``CIFAR10``...) when present, else from ``dataset[i][1]``.
+    """
+    if not isinstance(dataset, Dataset) or isinstance(dataset, torch.utils.data.IterableDataset):
+        raise TypeError(f"dataset must be a map-style torch Dataset of (input, label), got {type(dataset).__name__}")
+    for attr in ("labels", "targets"):
+        found = getattr(dataset, attr, None)
+        n = len(dataset)  # type: ignore[arg-type]
+        if isinstance(found, (torch.Tensor, list, tuple, np.ndarray)) and len(found) == n:
+            return check_labels(f"dataset.{attr}", torch.as_tensor(found))
+    labels = []
+    for i in range(len(dataset)):  # type: ignore[arg-type]
+        item = dataset[i]
+        if not isinstance(item, (tuple, list)) or len(item) < 2:
+            raise TypeError(f"dataset[{i}] must be an (input, label) pair, got {type(item).__name__}")
+        labels.append(item[1])
+    return check_labels("dataset labels", torch.as_tensor(labels)) if labels else torch.zeros(0, dtype=torch.long)
+
+
 def few_shot(dataset: Dataset, k: int, seed: int = 0) -> Dataset:
     """``k`` labelled examples per class drawn (seeded, without replacement) from ``dataset``.
 
-    Works for any labelled dataset with a ``labels`` tensor of class indices (an
-    :class:`ArrayDataset`, a text dataset, ...): the result is ``dataset.subset(rows)`` when the
-    dataset has that method, else a :class:`torch.utils.data.Subset`.
+    Works for any map-style labelled dataset (:func:`dataset_labels`: an :class:`ArrayDataset`,
+    a text dataset, a torchvision ``ImageFolder``...): the result is ``dataset.subset(rows)``
+    when the dataset has that method, else a :class:`torch.utils.data.Subset`.
     """
-    labels = getattr(dataset, "labels", None)
-    if not isinstance(dataset, Dataset) or not isinstance(labels, torch.Tensor):
-        raise TypeError(f"dataset must be a Dataset with a labels tensor (e.g. an ArrayDataset), "
-                        f"got {type(dataset).__name__}")
+    if not isinstance(dataset, Dataset):
+        raise TypeError(f"dataset must be a map-style torch Dataset of (input, label), got {type(dataset).__name__}")
     check_int("k", k, minimum=1)
     check_int("seed", seed, minimum=0)
     if len(dataset) == 0:  # type: ignore[arg-type]
         raise ValueError("dataset is empty: expected at least one example")
-    labels = labels.numpy()
+    labels = dataset_labels(dataset).numpy()
     counts = np.bincount(labels, minlength=getattr(dataset, "num_classes", 0))
     present = counts[counts > 0]
     if k > present.min():

@@ -57,6 +57,9 @@ class TextDataset(Dataset):
 
     ``dataset[i]`` is ``(text, label)`` with ``label`` a 0-d int64 tensor; batch it with
     :func:`make_text_collate`. ``domains`` is kept for cross-domain experiments.
+
+    ``labels`` are class indices, or class *names* when ``classes`` lists them:
+    ``TextDataset(["hi", "bye"], ["greet", "leave"], classes=["greet", "leave"])``.
     """
 
     def __init__(
@@ -74,7 +77,9 @@ class TextDataset(Dataset):
                 raise TypeError(f"texts must hold strings, texts[{i}] is {type(t).__name__}")
             if not t.strip():
                 raise ValueError(f"texts[{i}] is empty: every text needs at least one non-space character")
-        labels = torch.as_tensor(labels)
+        if not texts:
+            raise ValueError("texts is empty: a TextDataset needs at least one (text, label) pair")
+        labels = _label_indices(labels, classes)
         if labels.ndim == 0:
             raise ValueError("labels must be a 1-D sequence of class indices, got a scalar")
         check_labels("labels", labels, None if classes is None else len(classes))
@@ -121,6 +126,24 @@ class TextDataset(Dataset):
         counts = torch.bincount(self.labels, minlength=self.num_classes).tolist() if len(self) else []
         doms = sorted(set(self.domains)) if self.domains else None
         return f"TextDataset(n={len(self)}, classes={self.classes}, per_class={counts}, domains={doms})"
+
+
+def _label_indices(labels: Any, classes: Sequence[str] | None) -> torch.Tensor:
+    """Labels as an int tensor; class names are mapped through ``classes`` (which must list them)."""
+    if isinstance(labels, str):
+        raise TypeError("labels must be a sequence (one label per text), got a single string")
+    if not isinstance(labels, torch.Tensor) and any(isinstance(y, str) for y in labels):
+        if classes is None:
+            raise TypeError(
+                f"labels are class names (e.g. {next(y for y in labels if isinstance(y, str))!r}): pass "
+                "classes=[...] to map them to indices, e.g. classes=sorted(set(labels))"
+            )
+        index = {c: i for i, c in enumerate(classes)}
+        unknown = sorted({str(y) for y in labels if y not in index})
+        if unknown:
+            raise ValueError(f"labels holds names that are not in classes={list(classes)}: {unknown}")
+        return torch.tensor([index[y] for y in labels], dtype=torch.long)
+    return torch.as_tensor(labels)
 
 
 def corpus_path(name: str = "reviews") -> Path:

@@ -15,7 +15,9 @@ one matrix (:func:`merge_lora`), so inference costs nothing extra.
   and ``value`` projections of a BERT encoder) and freezes everything else except the modules
   you keep trainable (typically the new classification head).
 * :func:`merge_lora` — folds every adapter into its base layer (plain ``nn.Linear`` again).
-* :func:`lora_state_dict` — just the adapter weights (a few hundred KB), e.g. for safetensors.
+* :func:`lora_state_dict` — just the adapter tensors (without the head: use :func:`save_lora`).
+* :func:`save_lora` / :func:`load_lora` — adapters + config + every trainable non-LoRA module
+  (the head) in ``peft``'s folder layout; save → load gives the same logits.
 * :func:`count_parameters` — all or trainable parameters (re-exported from :mod:`tlcourse.utils`).
 
 The forward pass equals ``peft``'s ``LoraModel`` for the same ``A``, ``B``, ``r`` and ``alpha``
@@ -24,17 +26,22 @@ The forward pass equals ``peft``'s ``LoraModel`` for the same ``A``, ``B``, ``r`
 
 from __future__ import annotations
 
+import json
 import math
+import os
+import tempfile
 from collections.abc import Sequence
+from pathlib import Path
 
 import torch
 import torch.nn.functional as F
 from torch import nn
 
+from tlcourse.checkpoint import atomic_save
 from tlcourse.checks import check_int, check_positive, check_probability
 from tlcourse.utils import count_parameters
 
-__all__ = ["LoRALinear", "apply_lora", "merge_lora", "lora_state_dict", "count_parameters"]
+__all__ = ["LoRALinear", "apply_lora", "merge_lora", "lora_state_dict", "save_lora", "load_lora", "count_parameters"]
 
 
 class LoRALinear(nn.Module):
@@ -186,3 +193,117 @@ def merge_lora(model: nn.Module) -> nn.Module:
 def lora_state_dict(model: nn.Module) -> dict[str, torch.Tensor]:
     """Only the adapter tensors (``...lora_A``/``...lora_B``), e.g. to save with safetensors."""
     return {k: v.detach().clone() for k, v in model.state_dict().items() if k.endswith(("lora_A", "lora_B"))}
+
+
+ADAPTER_CONFIG = "adapter_config.json"
+ADAPTER_WEIGHTS = "adapter_model.safetensors"
+_PREFIX = "base_model.model."
+
+
+def _lora_layers(model: nn.Module) -> dict[str, LoRALinear]:
+    return {name: m for name, m in model.named_modules() if isinstance(m, LoRALinear)}
+
+
+def _trainable_modules(model: nn.Module) -> list[str]:
+    """Names of the modules owning a trainable parameter outside the adapters (e.g. ``["head"]``)."""
+    lora = _lora_layers(model)
+    owners = []
+    for name, p in model.named_parameters():
+        owner = name.rpartition(".")[0]
+        if p.requires_grad and not any(name.startswith(f"{layer}.") for layer in lora) and owner not in owners:
+            owners.append(owner)
+    # keep the outermost: "head" covers "head.0"
+    return [o for o in owners if not any(o != q and o.startswith(f"{q}.") for q in owners)]
+
+
+def save_lora(model: nn.Module, directory: str | os.PathLike) -> Path:
+    """Save ``model``'s adapters, their configuration and every trainable non-LoRA module (the head).
+
+    The folder follows ``peft``'s layout: ``adapter_config.json`` (``peft_type``, ``r``,
+    ``lora_alpha``, ``lora_dropout``, ``target_modules``, ``modules_to_save``) and
+    ``adapter_model.safetensors`` with keys ``base_model.model.<layer>.lora_A.weight`` /
+    ``lora_B.weight`` and ``base_model.model.<module>.<tensor>`` for the saved modules. Both files
+    are written atomically (temporary file, then rename); the model's ``class_names`` go in the
+    config. Load with :func:`load_lora` onto the same base model.
+    """
+    if not isinstance(model, nn.Module):
+        raise TypeError(f"model must be a torch.nn.Module, got {type(model).__name__}")
+    layers = _lora_layers(model)
+    if not layers:
+        raise ValueError("model has no LoRA layers to save (apply_lora() adds them)")
+    settings = {(m.r, m.alpha, m.dropout.p if isinstance(m.dropout, nn.Dropout) else 0.0) for m in layers.values()}
+    if len(settings) != 1:
+        raise ValueError(f"every LoRA layer must share r, alpha and dropout to be saved in one config, got {settings}")
+    r, alpha, dropout = settings.pop()
+    keep = _trainable_modules(model)
+    tensors: dict[str, torch.Tensor] = {}
+    for name, layer in layers.items():
+        tensors[f"{_PREFIX}{name}.lora_A.weight"] = layer.lora_A
+        tensors[f"{_PREFIX}{name}.lora_B.weight"] = layer.lora_B
+    for name in keep:
+        for key, value in model.get_submodule(name).state_dict().items():
+            tensors[f"{_PREFIX}{name}.{key}"] = value
+    from tlcourse.train.inference import model_class_names
+
+    config = {
+        "peft_type": "LORA", "r": r, "lora_alpha": alpha, "lora_dropout": dropout, "bias": "none",
+        "target_modules": sorted({n.rpartition(".")[2] for n in layers}), "modules_to_save": keep,
+        "fan_in_fan_out": False, "inference_mode": True, "task_type": None,
+        "tlcourse": {"layers": list(layers), "class_names": model_class_names(model)},
+    }
+    folder = Path(directory)
+    atomic_save(tensors, folder / ADAPTER_WEIGHTS, {"format": "pt"})
+    fd, tmp = tempfile.mkstemp(prefix=f".{ADAPTER_CONFIG}.", suffix=".tmp", dir=folder)
+    with os.fdopen(fd, "w") as fh:
+        json.dump(config, fh, indent=2)
+    os.replace(tmp, folder / ADAPTER_CONFIG)
+    return folder
+
+
+def load_lora(model: nn.Module, directory: str | os.PathLike) -> nn.Module:
+    """Load what :func:`save_lora` wrote into ``model`` (in place; returned): same logits as when saved.
+
+    ``model`` is the *base* model (as before :func:`apply_lora`; adapters are added from the
+    config) or one that already has the same LoRA layers. Every saved tensor must find its place
+    and every LoRA layer must be covered, else ``ValueError`` says what does not match.
+    """
+    if not isinstance(model, nn.Module):
+        raise TypeError(f"model must be a torch.nn.Module, got {type(model).__name__}")
+    folder = Path(directory)
+    if not (folder / ADAPTER_CONFIG).is_file() or not (folder / ADAPTER_WEIGHTS).is_file():
+        raise FileNotFoundError(f"directory must hold {ADAPTER_CONFIG} and {ADAPTER_WEIGHTS} (save_lora writes "
+                                f"them), got {folder}")
+    config = json.loads((folder / ADAPTER_CONFIG).read_text())
+    if config.get("peft_type") != "LORA":
+        raise ValueError(f"{folder / ADAPTER_CONFIG} is not a LoRA adapter config "
+                         f"(peft_type={config.get('peft_type')!r})")
+    from safetensors.torch import load_file
+
+    tensors = {k.removeprefix(_PREFIX): v for k, v in load_file(str(folder / ADAPTER_WEIGHTS)).items()}
+    layers = config.get("tlcourse", {}).get("layers") or sorted(
+        {k.rsplit(".", 2)[0] for k in tensors if ".lora_" in k})
+    if not _lora_layers(model):
+        names = dict(model.named_modules())
+        missing = [n for n in layers if not isinstance(names.get(n), nn.Linear)]
+        if missing:
+            raise ValueError(f"the adapters target layers this model does not have (or that are not nn.Linear): "
+                             f"{missing}")
+        apply_lora(model, tuple(config["target_modules"]), r=config["r"], alpha=config["lora_alpha"],
+                   dropout=config["lora_dropout"], trainable_modules=tuple(config["modules_to_save"]))
+    state = {}
+    for name in _lora_layers(model):
+        for part in ("lora_A", "lora_B"):
+            key = f"{name}.{part}.weight"
+            if key not in tensors:
+                raise ValueError(f"the adapter file has no {key}: it was saved from a model with other LoRA layers")
+            state[f"{name}.{part}"] = tensors.pop(key)
+    state.update(tensors)
+    own = model.state_dict()
+    unknown = [k for k in state if k not in own]
+    if unknown:
+        raise ValueError(f"saved tensors that match nothing in the model: {unknown[:5]}")
+    model.load_state_dict(state, strict=False)
+    names = config.get("tlcourse", {}).get("class_names")
+    if names is not None:
+        model.class_names = list(names)
+    return model

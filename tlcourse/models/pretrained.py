@@ -13,6 +13,7 @@ downloaded when there is a network; offline it fails at once with one actionable
 from __future__ import annotations
 
 import json
+from collections.abc import Sequence
 from importlib import resources
 from pathlib import Path
 from typing import Any
@@ -48,12 +49,18 @@ def model_card(name: str = "glyphs-resnet") -> dict[str, Any]:
     return json.loads((_weights_dir() / PRETRAINED[name][1]).read_text())
 
 
-def load_pretrained(num_classes: int | None = 10, name: str = "glyphs-resnet", seed: int | None = None) -> SmallResNet:
+def load_pretrained(num_classes: int | None = 10, name: str = "glyphs-resnet", seed: int | None = None, *,
+                    class_names: Sequence[str] | None = None) -> SmallResNet:
     """The shipped pretrained :class:`SmallResNet` with a fresh ``num_classes``-way head.
 
-    ``num_classes=None`` keeps the source task's head (the printed-character classifier).
-    ``seed`` makes the new head's initialisation reproducible.
+    ``num_classes=None`` keeps the source task's head (the printed-character classifier, with
+    its class names). ``class_names`` names the new head's outputs (``num_classes`` may then be
+    left out: it is ``len(class_names)``). ``seed`` makes the new head's initialisation
+    reproducible. ``model.preprocess`` is the input contract: images in [0, 1], at least 8×8
+    (resized to 28×28), normalised inside the model (:mod:`tlcourse.models.transforms`).
     """
+    if class_names is not None and num_classes == 10 and not isinstance(class_names, str):
+        num_classes = len(class_names)  # the default 10 yields to the names given
     card = model_card(name)
     path = weights_path(name)
     if not path.is_file():
@@ -64,7 +71,14 @@ def load_pretrained(num_classes: int | None = 10, name: str = "glyphs-resnet", s
     model = SmallResNet(card["source_classes"], widths=tuple(card["widths"]))
     load_weights(path, model)
     if num_classes is not None:
-        replace_head(model, num_classes, seed=seed)
+        replace_head(model, num_classes, seed=seed, class_names=class_names)
+    elif class_names is not None:
+        raise ValueError("class_names names a new head: pass num_classes too (num_classes=None keeps the source head)")
+    else:
+        from tlcourse.data.glyphs import GLYPH_CLASSES
+
+        if len(GLYPH_CLASSES) == card["source_classes"]:
+            model.class_names = list(GLYPH_CLASSES)
     return model
 
 

@@ -155,10 +155,12 @@ class TextClassifier(nn.Module):
     trained) or the ``[CLS]`` token's vector (``pooling="cls"``, as in BERT's fine-tuning).
     The head is ``self.head`` and the encoder ``self.encoder``, so a user can freeze one,
     give them different learning rates, or wrap the encoder's layers with LoRA
-    (:func:`tlcourse.models.lora.apply_lora`).
+    (:func:`tlcourse.models.lora.apply_lora`). Optional ``class_names`` (one per output) and
+    ``tokenizer`` let :func:`tlcourse.train.predict` / ``predict_names`` take raw strings.
     """
 
-    def __init__(self, encoder: nn.Module, num_classes: int, pooling: str = "mean", dropout: float = 0.1) -> None:
+    def __init__(self, encoder: nn.Module, num_classes: int, pooling: str = "mean", dropout: float = 0.1, *,
+                 class_names: Sequence[str] | None = None, tokenizer: Any = None) -> None:
         super().__init__()
         if not isinstance(encoder, nn.Module):
             raise TypeError(f"encoder must be a torch.nn.Module, got {type(encoder).__name__}")
@@ -173,6 +175,10 @@ class TextClassifier(nn.Module):
         self.num_classes = num_classes
         self.dropout = nn.Dropout(dropout)
         self.head = nn.Linear(hidden, num_classes)
+        from tlcourse.models.resnet import check_class_names
+
+        self.class_names: list[str] | None = check_class_names(class_names, num_classes)
+        self.tokenizer = tokenizer
 
     @property
     def hidden_size(self) -> int:

@@ -1,7 +1,8 @@
 """Training: one engine for every method, and ``fit`` / ``evaluate`` / ``predict`` for classification.
 
 * :mod:`~tlcourse.train.engine` — :class:`Engine`: the epoch loop every method's step runs on.
-* :mod:`~tlcourse.train.classification` — :func:`fit`, :func:`evaluate`, :func:`predict`.
+* :mod:`~tlcourse.train.classification` — :func:`fit`, :func:`evaluate`.
+* :mod:`~tlcourse.train.inference` — :func:`predict` (dataset order; images, texts) and :func:`predict_names`.
 * :mod:`~tlcourse.train.history` — :class:`History` and :class:`NonFiniteLossError`.
 * :mod:`~tlcourse.train.loaders` — the data contract, global batches sharded over processes.
 * :mod:`~tlcourse.train.amp` — :func:`autocast_context` and loss scaling (mixed precision).
@@ -10,7 +11,7 @@
 """
 
 from tlcourse.train.amp import autocast_context
-from tlcourse.train.classification import evaluate, fit, predict
+from tlcourse.train.classification import evaluate, fit, predict, predict_names
 from tlcourse.train.engine import Engine, PlainContext, StepContext
 from tlcourse.train.features import extract_features
 from tlcourse.train.history import History, NonFiniteLossError
@@ -21,6 +22,7 @@ __all__ = [
     "fit",
     "evaluate",
     "predict",
+    "predict_names",
     "make_loader",
     "autocast_context",
     "NonFiniteLossError",

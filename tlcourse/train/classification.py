@@ -26,11 +26,12 @@ from tlcourse.distributed import all_reduce_sum
 from tlcourse.train.amp import autocast_context
 from tlcourse.train.engine import Engine
 from tlcourse.train.history import History
+from tlcourse.train.inference import model_class_names, predict, predict_names
 from tlcourse.train.loaders import make_loader, split_batch, to_device
 from tlcourse.train.optimizers import OptimizerArg, make_optimizer, make_scheduler
 from tlcourse.utils import get_device
 
-__all__ = ["fit", "evaluate", "predict", "classification_step", "forward_logits", "check_class_labels"]
+__all__ = ["fit", "evaluate", "predict", "predict_names", "classification_step", "forward_logits", "check_class_labels"]
 
 #: How the training metrics of a classification step are named in a record.
 TRAIN_NAMES = {"loss": "train_loss", "accuracy": "train_accuracy"}
@@ -42,9 +43,34 @@ def forward_logits(model: nn.Module, inputs: Any) -> torch.Tensor:
     return out.logits if hasattr(out, "logits") else out
 
 
-def check_class_labels(logits: torch.Tensor, labels: torch.Tensor) -> None:
-    """Class labels must index the model's outputs (checked on the labels' own device)."""
-    if logits.ndim == 2 and labels.ndim == 1 and not labels.is_floating_point() and labels.numel():
+def check_class_labels(logits: torch.Tensor, labels: Any, name: str = "labels", soft_ok: bool = False) -> None:
+    """Labels must be a 1-D integer tensor indexing the model's outputs (checked on the labels' device).
+
+    Strings, float and one-hot labels get a message that says how to fix them; with
+    ``soft_ok`` (a caller's own ``loss_fn``) ``(N, C)`` float targets are let through.
+    """
+    if not isinstance(labels, torch.Tensor):
+        sample = labels[0] if isinstance(labels, (list, tuple)) and len(labels) else labels
+        what = f"a {type(labels).__name__} of {type(sample).__name__} (e.g. {sample!r})"
+        raise TypeError(
+            f"{name} must be a tensor of class indices, got {what}: map names to indices "
+            "(classes.index(name)), e.g. TextDataset(texts, labels, classes=[...]) or ImageFolder"
+        )
+    if logits.ndim != 2:
+        return
+    if labels.ndim == 2 and labels.shape == logits.shape:
+        if soft_ok and labels.is_floating_point():
+            return
+        raise ValueError(
+            f"{name} look one-hot (shape {tuple(labels.shape)}, like the logits): pass class indices "
+            "labels.argmax(1), or a loss_fn that takes probability targets"
+        )
+    if labels.is_floating_point() or labels.is_complex() or labels.dtype == torch.bool:
+        raise TypeError(f"{name} must be integer class indices (int64), got {labels.dtype}: use labels.long() "
+                        "if they are whole numbers")
+    if labels.ndim != 1:
+        raise ValueError(f"{name} must be a 1-D tensor of class indices (N,), got shape {tuple(labels.shape)}")
+    if labels.numel():
         lo, hi = int(labels.min()), int(labels.max())
         if lo < 0 or hi >= logits.shape[1]:
             raise ValueError(
@@ -53,19 +79,29 @@ def check_class_labels(logits: torch.Tensor, labels: torch.Tensor) -> None:
             )
 
 
-def classification_step(net: nn.Module, loss_fn: Callable[[torch.Tensor, torch.Tensor], torch.Tensor]) -> Callable:
-    """The step of :func:`fit`: ``{"loss", "accuracy", "batch_size"}`` of one ``(inputs, labels)`` batch."""
+def _hard(labels: torch.Tensor) -> torch.Tensor:
+    """Class indices of labels (soft ``(N, C)`` targets → their argmax)."""
+    return labels.argmax(1) if labels.ndim == 2 else labels
+
+
+def classification_step(net: nn.Module, loss_fn: Callable[[torch.Tensor, torch.Tensor], torch.Tensor],
+                        soft_ok: bool = False) -> Callable:
+    """The step of :func:`fit`: ``{"loss", "accuracy", "batch_size"}`` of one ``(inputs, labels)`` batch.
+
+    ``soft_ok``: ``(N, C)`` probability targets are allowed (a caller's ``loss_fn``); accuracy
+    then compares with their argmax.
+    """
     checked = [False]
 
     def step(batch: Any) -> dict[str, Any]:
         inputs, labels = split_batch(batch)
         logits = forward_logits(net, inputs)
         if not checked[0]:  # once: reading the labels' range waits for the device
-            check_class_labels(logits, labels)
+            check_class_labels(logits, labels, "train_data labels", soft_ok)
             checked[0] = True
         out = {"loss": loss_fn(logits, labels), "batch_size": len(labels)}
-        if logits.ndim == 2 and labels.ndim == 1:
-            out["accuracy"] = (logits.detach().argmax(1) == labels).float().mean()
+        if logits.ndim == 2 and labels.ndim in (1, 2):
+            out["accuracy"] = (logits.detach().argmax(1) == _hard(labels)).float().mean()
         else:
             out["accuracy"] = torch.zeros((), device=logits.device)
         return out
@@ -112,6 +148,17 @@ def _check_fit_arguments(model: Any, epochs: Any, lr: Any, weight_decay: Any, sc
         raise ValueError("resume=True needs a checkpoint path")
     if seed is not None:
         check_int("seed", seed, minimum=0)
+
+
+def _adopt_class_names(model: nn.Module, data: Any) -> None:
+    """A package model without ``class_names`` takes the training data's ``classes`` (same count)."""
+    if not hasattr(model, "class_names") or model_class_names(model) is not None:
+        return
+    dataset = data.dataset if isinstance(data, DataLoader) else data
+    classes = getattr(dataset, "classes", None)
+    n_out = getattr(model, "num_classes", None)
+    if isinstance(classes, (list, tuple)) and all(isinstance(c, str) for c in classes) and len(classes) == n_out:
+        model.class_names = list(classes)
 
 
 def fit(
@@ -169,6 +216,9 @@ def fit(
             ``torch.compile``, gradient accumulation over ``accumulate`` batches, batch-norm
             statistics over the global batch under ``torchrun``).
 
+    A model with a ``class_names`` attribute left at ``None`` (the package's models) takes the
+    training data's ``classes`` (an ``ImageFolder``, a ``TextDataset``, an ``ArrayDataset``).
+
     The history records, per epoch, ``train_loss``, ``train_accuracy``, ``val_loss`` and
     ``val_accuracy`` (with ``val_data``) and the learning rate ``lr``.
     """
@@ -176,6 +226,7 @@ def fit(
                          grad_clip, resume, checkpoint, seed)
     if seed is not None:
         torch.manual_seed(seed)
+    _adopt_class_names(model, train_data)
     dev = get_device(device)
     model.to(dev)
     params = [p for p in model.parameters() if p.requires_grad]
@@ -183,6 +234,7 @@ def fit(
         raise ValueError("model has no trainable parameters (all requires_grad=False)")
     opt = make_optimizer(params, optimizer, lr, weight_decay)
     sched = make_scheduler(scheduler, opt)
+    custom_loss = loss_fn is not None
     loss_fn = loss_fn or F.cross_entropy
     loader: Any = make_loader(train_data, batch_size, shuffle, dev, seed, num_workers, collate_fn)
     if loader is train_data and seed is not None and loader.generator is not None:
@@ -198,7 +250,7 @@ def fit(
                        collate_fn=collate_fn)
         return {"val_loss": val["loss"], "val_accuracy": val["accuracy"]}
 
-    return engine.run(loader, classification_step(net, loss_fn), epochs=epochs,
+    return engine.run(loader, classification_step(net, loss_fn, soft_ok=custom_loss), epochs=epochs,
                       at_epoch_end=validate if val_data is not None else None, monitor=monitor,
                       early_stopping=early_stopping)
 
@@ -210,6 +262,7 @@ def _batches(
     device: str | torch.device | None,
     amp: bool | str,
     collate_fn: Callable | None,
+    soft_ok: bool = False,
 ) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
     """``(logits, labels)`` per batch, in eval mode without gradients; the labels are checked on the host."""
     dev = get_device(device)
@@ -223,7 +276,7 @@ def _batches(
                 inputs, labels = split_batch(batch)
                 with autocast_context(dev, amp):
                     logits = forward_logits(model, to_device(inputs, dev))
-                check_class_labels(logits, labels)
+                check_class_labels(logits, labels, "data labels", soft_ok)
                 yield logits.float(), labels.to(dev, non_blocking=True)
     finally:
         model.train(was_training)
@@ -244,33 +297,17 @@ def evaluate(
     The sums are kept on the model's device (float64 where it has it) and, under ``torchrun``,
     all-reduced there — NCCL only reduces GPU tensors — over every process's share of ``data``.
     """
+    soft_ok = loss_fn is not None
     loss_fn = loss_fn or F.cross_entropy
     dev = get_device(device)
     dtype = torch.float32 if dev.type == "mps" else torch.float64
     loss_sum = torch.zeros((), dtype=dtype, device=dev)
     correct = torch.zeros((), dtype=torch.int64, device=dev)
     total = 0
-    for logits, labels in _batches(model, data, batch_size, dev, amp, collate_fn):
+    for logits, labels in _batches(model, data, batch_size, dev, amp, collate_fn, soft_ok):
         loss_sum += loss_fn(logits, labels).to(dtype) * len(labels)
-        correct += (logits.argmax(1) == labels).sum()
+        correct += (logits.argmax(1) == _hard(labels)).sum()
         total += len(labels)
     stats = all_reduce_sum(torch.stack([loss_sum, correct.to(dtype), torch.tensor(float(total), dtype=dtype,
                                                                                   device=dev)]))
     return {"loss": (stats[0] / stats[2]).item(), "accuracy": (stats[1] / stats[2]).item()}
-
-
-def predict(
-    model: nn.Module,
-    data: Dataset | DataLoader,
-    *,
-    batch_size: int = 256,
-    device: str | torch.device | None = None,
-    amp: bool | str = False,
-    collate_fn: Callable | None = None,
-) -> torch.Tensor:
-    """Logits of ``model`` for every example of ``data``, in order, on the CPU.
-
-    Under ``torchrun`` each process predicts its own share of ``data``.
-    """
-    outs = [logits.cpu() for logits, _ in _batches(model, data, batch_size, device, amp, collate_fn)]
-    return torch.cat(outs)
