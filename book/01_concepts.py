@@ -211,8 +211,12 @@ curve = {}
 with Timer() as t_curve:
     for k in KS:
         study = Study(f"k={k}", test=mnistm.test, seeds=SEEDS)
-        study.declare(*([Claim(f"best transfer beats tuned scratch at k={k}", a="best transfer", b="scratch",
-                               at_least=0.20)] if k <= 10 else []))
+        claims = [Claim(f"best transfer beats tuned scratch at k={k}", a="best transfer", b="scratch", at_least=0.20)]
+        claims = claims if k <= 10 else []
+        if k >= 10:
+            claims.append(Claim(f"full fine-tuning beats the linear probe at k={k}", a="full fine-tuning",
+                                b="linear probe", at_least=0.03))
+        study.declare(*claims)
         for seed in SEEDS:
             pool_train, val = splits[seed]
             train = few_shot(pool_train, k, seed=seed)
@@ -265,8 +269,9 @@ glue("ch01_scratch_k1", 100 * curve[1].interval("scratch").mean)
 glue("ch01_transfer_k1", 100 * curve[1].interval("best transfer").mean)
 glue("ch01_curve_seconds", t_curve.seconds)
 glue("ch01_steps", STEPS)
-for k in KS[:-1]:
-    print(curve[k].assert_claims()[0].message)
+for k in KS:
+    for r in curve[k].assert_claims():
+        print(r.message)
 pd.Series({k: d.format(100, 1, signed=True) for k, d in gaps.items()}, name="best transfer − scratch (points)")
 
 # %% [markdown]
@@ -275,15 +280,17 @@ pd.Series({k: d.format(100, 1, signed=True) for k, d in gaps.items()}, name="bes
 # reaches {glue:text}`ch01_transfer_k1:.1f`%. The paired gaps, in accuracy points with their 95%
 # CIs, are {glue:text}`ch01_gap_k1_ci` at $k=1$, {glue:text}`ch01_gap_k5_ci` at $k=5$,
 # {glue:text}`ch01_gap_k10_ci` at $k=10$ and {glue:text}`ch01_gap_k50_ci` at $k=50$. The cell
-# above asserted the declared claim: at $k \le 10$ the lower end of the CI exceeds 20 points.
+# above asserted the declared claims: at $k \le 10$ the lower end of the CI exceeds 20 points, and
+# at $k = 10$ and $k = 50$ full fine-tuning beats the frozen probe by at least 3 points.
 #
 # How to read this. The backbone has seen printed versions of these ten digits on coloured and
 # textured backgrounds; it has never seen handwriting or a photograph. What transfers is a
 # digit-shape vocabulary that ignores colour and texture, which is exactly what a network trained
-# from scratch on a few MNIST-M-style images lacks. All arms got {glue:text}`ch01_steps` steps: a
-# network trained from scratch on 500 images would keep improving with more, so the gap at
-# $k=50$ is partly a gap in convergence speed, an advantage of pretrained starts that is real
-# in practice but is not the same thing as a better final model.
+# from scratch on a few MNIST-M-style images lacks. All arms got {glue:text}`ch01_steps` steps, and
+# with 500 training images a network trained from scratch is far from converged after so few: part
+# of the gap at $k=50$ may be convergence speed, an advantage of pretrained starts that is real in
+# practice but is not the same thing as a better final model (exercise 3 asks you to measure it;
+# this chapter does not).
 
 
 # %% [markdown]
@@ -303,8 +310,10 @@ pd.Series({k: d.format(100, 1, signed=True) for k, d in gaps.items()}, name="bes
 # - a **fine-tuned** misleading backbone against the network trained **from scratch**, tuned
 #   the same way (grid `LRS`, `STEPS` steps, learning rate chosen on validation).
 #
-# Both use the $k = 10$ splits and seeds of Experiment 1; the useful backbone's probe is shown
-# for scale. The claims are declared before any of these arms is evaluated.
+# Both use $k = 10$ labels per class and Experiment 1's splits; the probes are cheap, so they run
+# over eight seeds (a new random backbone, validation split and training sample each), the
+# fine-tuned arm over Experiment 1's three, paired with its scratch runs. The shipped backbone's
+# probe is shown for scale. The claims are declared before any of these arms is evaluated.
 
 # %%
 K_NEG = 10
@@ -314,24 +323,29 @@ print(f"misleading source task (background colour, 8 classes): held-out accuracy
       f"in {t_src.seconds:.1f} s")
 glue("ch01_mis_source_acc", 100 * source_acc)
 
-neg = Study(f"negative transfer, k={K_NEG}", test=mnistm.test, seeds=SEEDS)
+PROBE_SEEDS = list(range(8))
+neg = Study(f"negative transfer, k={K_NEG}", test=mnistm.test, seeds=PROBE_SEEDS)
 neg.declare(
-    Claim("frozen misleading features are worse than frozen random ones", a="probe: misleading",
-          b="probe: random backbone", at_most=0.0),
+    Claim("frozen misleading features carry no more than frozen random ones", a="probe: misleading",
+          b="probe: random backbone", at_most=0.01),
     Claim("fine-tuning the misleading backbone does worse than scratch", a="fine-tuned: misleading",
           b="scratch", at_most=0.0),
 )
-for seed in SEEDS:
-    pool_train, val = splits[seed]
+for seed in PROBE_SEEDS:
+    pool_train, val = splits[seed] if seed in splits else validation_split(labelled, per_class=20, seed=seed)
     train = few_shot(pool_train, K_NEG, seed=seed)
-    for name, backbone in [("probe: misleading", misleading.backbone), ("probe: random backbone", random_backbone(seed).backbone),
-                           ("probe: shipped backbone", useful.backbone)]:
+    backbones = [("probe: misleading", misleading.backbone), ("probe: random backbone", random_backbone(seed).backbone)]
+    if seed in SEEDS:
+        backbones.append(("probe: shipped backbone", useful.backbone))
+    for name, backbone in backbones:
         probe = tune_probe(backbone, train, val, Cs=CS, seed=seed)
         neg.evaluate(name, seed, lambda test, p=probe.best: p.predict(test))
-    tuned, _ = tuner.run(("fine-tuned: misleading", K_NEG), lambda s: with_new_head(misleading, 10, seed=s), train, val, seed)
-    neg.evaluate("fine-tuned: misleading", seed, lambda test, m=tuned: predict(m, test))
-    neg.record("scratch", seed, curve[K_NEG].matrix("scratch", [seed])[0])  # Experiment 1's runs, same splits
-neg_table = neg.table(glue_prefix="ch01_neg", baseline="scratch", column=f"accuracy (%), k={K_NEG}",
+    if seed in SEEDS:
+        tuned, _ = tuner.run(("fine-tuned: misleading", K_NEG), lambda s: with_new_head(misleading, 10, seed=s),
+                             train, val, seed)
+        neg.evaluate("fine-tuned: misleading", seed, lambda test, m=tuned: predict(m, test))
+        neg.record("scratch", seed, curve[K_NEG].matrix("scratch", [seed])[0])  # Experiment 1's runs, same splits
+neg_table = neg.table(glue_prefix="ch01_neg", column=f"accuracy (%), k={K_NEG}",
                       methods=["probe: random backbone", "probe: misleading", "probe: shipped backbone", "scratch",
                                "fine-tuned: misleading"])
 neg_table
@@ -342,7 +356,7 @@ iv = [neg.interval(m) for m in order]
 fig, ax = plt.subplots(figsize=(6.5, 3))
 ax.barh(order, [100 * i.mean for i in iv], xerr=[[100 * (i.mean - i.ci_low) for i in iv], [100 * (i.ci_high - i.mean) for i in iv]],
         color=["tab:red", "tab:gray", "tab:red", "tab:gray", "tab:green"], capsize=3)
-ax.set(xlabel=f"target test accuracy (%), {K_NEG} labels per class, 95% CI", title="Transfer from the wrong source hurts")
+ax.set(xlabel=f"target test accuracy (%), {K_NEG} labels per class, 95% CI", title="A misleading source, frozen and fine-tuned")
 ax.grid(alpha=0.3, axis="x")
 plt.tight_layout()
 plt.show()
@@ -359,16 +373,18 @@ glue("ch01_neg_ft_gap", -100 * d_ft.mean)
 
 # %% [markdown]
 # The colour source reaches {glue:text}`ch01_mis_source_acc:.1f`% on its own task, and its
-# features are a poor start for digits. Frozen, they score {glue:text}`ch01_neg_probe_gap:.1f`
-# points *below* the features of the same network left at its random initialisation (paired
-# difference {glue:text}`ch01_neg_probe_ci` points, 95% CI): the colour task trained the network
-# to average colour over the whole image and discard where the strokes are, which random
-# convolutions still keep. Fine-tuned, with its learning rate tuned like scratch's, the
-# misleading start ends {glue:text}`ch01_neg_ft_gap:.1f` points below the network trained from
-# scratch ({glue:text}`ch01_neg_ft_ci` points): with ten labels per class and
-# {glue:text}`ch01_steps` steps, the weights cannot move far enough from the source's solution.
-# Both are negative transfer, each against its own like-for-like baseline, and both claims were
-# asserted on the upper end of their CI.
+# features are a poor start for digits. Frozen, they carry no more about digits than the
+# features of the same network left at its random initialisation: the paired difference is
+# {glue:text}`ch01_neg_probe_ci` points (95% CI over eight seeds), and the claim asserted is only
+# that its upper end stays below one point. The colour task trained the network to average colour
+# over the whole image, and whatever it learned about where the strokes are, it learned no more
+# than random convolutions already keep. Fine-tuned, with its learning rate tuned like scratch's,
+# the misleading start ends {glue:text}`ch01_neg_ft_gap:.1f` points below the network trained from
+# scratch ({glue:text}`ch01_neg_ft_ci` points, the whole CI below zero, as declared): with ten
+# labels per class and {glue:text}`ch01_steps` steps, the weights cannot move far enough from the
+# source's solution. That is negative transfer against a like-for-like baseline; a frozen probe
+# against a *trained* scratch network (the comparison this chapter used to make) would have mixed
+# the source's effect with the effect of freezing.
 #
 # How does a practitioner detect negative transfer? Always keep a **from-scratch baseline**
 # (or a simple non-neural one), tuned like the transferred model, on the same target split;
@@ -404,11 +420,12 @@ glue("ch01_neg_ft_gap", -100 * d_ft.mean)
 #   and unsupervised settings answer *which labels* exist (unsupervised: none on either side).
 # - With a pretrained backbone whose source contains printed versions of the target classes,
 #   transfer beats a tuned network trained from scratch by more than 20 points at 1 to 10 labels
-#   per class (CI lower bounds, same step budget); at this budget the gap had not closed by
-#   50 labels per class.
-# - A source whose features do not serve the target makes things worse than the right baseline,
-#   frozen (against random features) and fine-tuned (against scratch): keep a tuned scratch
-#   baseline and probe candidate sources before choosing one.
+#   per class (CI lower bounds, same step budget); at 50 labels per class the gap is
+#   {glue:text}`ch01_gap_k50_ci` points at this budget.
+# - A source whose features do not serve the target can make things worse than the right
+#   baseline: fine-tuned, the colour source ended below a tuned scratch network; frozen, its
+#   features were no better than random ones. Keep a tuned scratch baseline and probe candidate
+#   sources (against a random-backbone probe) before choosing one.
 #
 # ## Exercises
 #
