@@ -306,7 +306,8 @@ pd.Series({k: d.format(100, 1, signed=True) for k, d in gaps.items()}, name="bes
 # weights came from:
 #
 # - a **frozen** misleading backbone (linear probe) against the same architecture frozen at its
-#   **random initialisation** (also probed): are the source's features worse than no learning?
+#   **random initialisation** (also probed): are the source's features better or worse than no
+#   learning at all?
 # - a **fine-tuned** misleading backbone against the network trained **from scratch**, tuned
 #   the same way (grid `LRS`, `STEPS` steps, learning rate chosen on validation).
 #
@@ -326,8 +327,8 @@ glue("ch01_mis_source_acc", 100 * source_acc)
 PROBE_SEEDS = list(range(8))
 neg = Study(f"negative transfer, k={K_NEG}", test=mnistm.test, seeds=PROBE_SEEDS)
 neg.declare(
-    Claim("frozen misleading features carry no more than frozen random ones", a="probe: misleading",
-          b="probe: random backbone", at_most=0.01),
+    Claim("frozen misleading features are worth the same as frozen random ones (within 3 points)",
+          a="probe: misleading", b="probe: random backbone", at_least=-0.03, at_most=0.03),
     Claim("fine-tuning the misleading backbone does worse than scratch", a="fine-tuned: misleading",
           b="scratch", at_most=0.0),
 )
@@ -375,8 +376,9 @@ glue("ch01_neg_ft_gap", -100 * d_ft.mean)
 # The colour source reaches {glue:text}`ch01_mis_source_acc:.1f`% on its own task, and its
 # features are a poor start for digits. Frozen, they carry no more about digits than the
 # features of the same network left at its random initialisation: the paired difference is
-# {glue:text}`ch01_neg_probe_ci` points (95% CI over eight seeds), and the claim asserted is only
-# that its upper end stays below one point. The colour task trained the network to average colour
+# {glue:text}`ch01_neg_probe_ci` points (95% CI over eight seeds), and the claim asserted is that
+# the whole interval lies within ±3 points: the source's frozen features are worth what random
+# ones are, no more and, measurably, no less. The colour task trained the network to average colour
 # over the whole image, and whatever it learned about where the strokes are, it learned no more
 # than random convolutions already keep. Fine-tuned, with its learning rate tuned like scratch's,
 # the misleading start ends {glue:text}`ch01_neg_ft_gap:.1f` points below the network trained from
