@@ -423,3 +423,27 @@ def test_fit_multitask_stops_on_a_nan_loss_and_weightings_do_not_wait_for_the_de
                                                             as_tensors=True)
     assert set(weights) == set(TASKS) and all(isinstance(w, torch.Tensor) for w in weights.values())
     assert all(isinstance(w, float) for w in make_weighting("dwa", TASKS).backward(toy_losses(toy_model())).values())
+
+
+def test_controls_keep_images_and_break_labels():
+    from tlcourse.data import ArrayDataset
+    from tlcourse.multitask import label_association, shuffled_labels, unlabelled_loss
+
+    images = torch.rand(40, 1, 4, 4)
+    labels = torch.arange(40) % 4
+    shuffled = shuffled_labels(ArrayDataset(images, labels), seed=3)
+    assert torch.equal(shuffled.images, images)
+    assert torch.equal(shuffled.labels.sort().values, labels.sort().values)  # same label frequencies
+    assert not torch.equal(shuffled.labels, labels)
+    assert torch.equal(shuffled_labels(ArrayDataset(images, labels), seed=3).labels, shuffled.labels)  # seeded
+    out = torch.randn(5, 3, requires_grad=True)
+    loss = unlabelled_loss(out, torch.zeros(5))
+    loss.backward()
+    assert loss.item() == 0.0 and out.grad is not None and out.grad.abs().sum() == 0
+    # a task fully determined by the class, and one independent of it
+    cls = torch.arange(400) % 4
+    same = label_association(cls % 2, cls)
+    assert same["from_class"] == 1.0 and same["majority"] == 0.5 and same["nmi"] > 0.4
+    assert same["rate"].shape == (4, 2) and abs(same["rate"].sum(1) - 1).max() < 1e-12
+    indep = label_association(torch.arange(400) // 200, cls)
+    assert indep["from_class"] == 0.5 and indep["nmi"] < 1e-9

@@ -35,10 +35,12 @@ name (``make_weighting``)  class                          paper
 Modules: :mod:`~tlcourse.multitask.model` (hard parameter sharing),
 :mod:`~tlcourse.multitask.gradients` (task gradients, cosines, PCGrad's projection),
 :mod:`~tlcourse.multitask.weightings` (the weightings and their factory),
-:mod:`~tlcourse.multitask.training` (:func:`fit_multitask`) and
-:mod:`~tlcourse.multitask.evaluation` (per-task accuracy, relative gain).
+:mod:`~tlcourse.multitask.training` (:func:`fit_multitask`),
+:mod:`~tlcourse.multitask.evaluation` (per-task accuracy, relative gain) and
+:mod:`~tlcourse.multitask.controls` (images without labels, shuffled labels, label association).
 """
 
+from tlcourse.multitask.controls import label_association, shuffled_labels, unlabelled_loss
 from tlcourse.multitask.evaluation import evaluate_multitask, relative_gain
 from tlcourse.multitask.gradients import gradient_cosine, pcgrad_project, task_gradients
 from tlcourse.multitask.model import MultiTaskModel
@@ -75,5 +77,8 @@ __all__ = [
     "MultiTaskHistory",
     "fit_multitask",
     "evaluate_multitask",
+    "unlabelled_loss",
+    "shuffled_labels",
+    "label_association",
 ]
 
