@@ -119,3 +119,42 @@ def test_cdan_loss_pieces_and_training():
     hist = train_adaptation(model, (xs, ys), xt, loss, epochs=2, batch_size=8, seed=0)
     assert loss.step == 4 and 0 < loss.lambda_ < 1
     assert np.isfinite(hist.records[-1]["transfer_loss"])
+
+
+class _Digits(torch.utils.data.Dataset):
+    """A plain map-style labelled dataset (not an ArrayDataset, no .labels)."""
+
+    def __init__(self, n: int) -> None:
+        self.x, self.y = torch.rand(n, 3, 28, 28), torch.arange(n) % 10
+
+    def __len__(self) -> int:
+        return len(self.x)
+
+    def __getitem__(self, i: int) -> tuple[torch.Tensor, torch.Tensor]:
+        return self.x[i], self.y[i]
+
+
+class _TimmStyle(torch.nn.Module):
+    """Features and logits as methods, as timm models expose them."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.body = torch.nn.Sequential(torch.nn.Flatten(), torch.nn.Linear(3 * 28 * 28, 8), torch.nn.ReLU())
+        self.fc = torch.nn.Linear(8, 10)
+
+    def forward_features(self, x: torch.Tensor) -> torch.Tensor:
+        return self.body(x)
+
+    def forward_head(self, f: torch.Tensor) -> torch.Tensor:
+        return self.fc(f)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.forward_head(self.forward_features(x))
+
+
+def test_cdan_and_selection_take_any_dataset_and_feature_protocol():
+    torch.manual_seed(0)
+    model, data = _TimmStyle(), _Digits(16)
+    train_adaptation(model, data, torch.rand(16, 3, 28, 28), CDANLoss(8, 10), epochs=1, batch_size=8, seed=0)
+    s = score_candidate(model, model, data.x[:8], (data.x[8:], data.y[8:]), torch.rand(10, 3, 28, 28))
+    assert np.isnan(s["target_val"]) and np.isfinite(s["dev"])
