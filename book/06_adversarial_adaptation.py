@@ -1011,7 +1011,6 @@ print(f"chapter run time: {runtime:.0f} s (CPU time {cpu:.0f} s)")
 #   for DANN with a long schedule and target-tuned settings).
 #
 # ## Exercises
-
 #
 # ```{exercise}
 # :label: ch6-ex1
