@@ -673,7 +673,8 @@ glue("ch06_oracle_epochs", ORACLE_EPOCHS)
 # selected recipes. The oracle is the checkpoint with the best accuracy on held-out labelled
 # target images (it is allowed labels); over its {glue:text}`ch06_oracle_epochs` epochs from the
 # shared pretraining, its last epoch changed that accuracy by {glue:text}`ch06_oracle_last:+.1f`
-# points over the best earlier one (mean over seeds): it has converged for this network. "Gap closed" is
+# points over the best earlier one (mean over seeds; a change near zero or below means the
+# oracle has converged for this network). "Gap closed" is
 # $(\text{acc} - \text{acc}_{\text{source-only}}) / (\text{acc}_{\text{oracle}} - \text{acc}_{\text{source-only}})$.
 
 # %%
@@ -1002,7 +1003,7 @@ print(f"chapter run time: {runtime:.0f} s (CPU time {cpu:.0f} s)")
 # | **selected by DEV** | {glue:text}`ch06_selected_by_dev` | {glue:text}`ch06_selected_by_dev_vs_source_only_adabn` |
 # | train-on-target (oracle) | {glue:text}`ch06_oracle` | {glue:text}`ch06_oracle_vs_source_only_adabn` |
 #
-# Selection regret against target-label selection (points, mean over seeds; the table above
+# Selection regret against target-label selection (points, mean over seeds; the regret table
 # gives the CIs): source validation accuracy {glue:text}`ch06_regret_source_val:.1f`, IWCV
 # {glue:text}`ch06_regret_iwcv:.1f`, DEV {glue:text}`ch06_regret_dev:.1f`, SND
 # {glue:text}`ch06_regret_snd:.1f`, prediction entropy {glue:text}`ch06_regret_entropy:.1f`,
