@@ -7,6 +7,8 @@ One module per idea, each readable top to bottom:
 * :mod:`~tlcourse.adapt.dann` — :class:`DomainAdversarialLoss` (owns its GRL and discriminator), DANN step/loop
 * :mod:`~tlcourse.adapt.adda` — two-stage ADDA with an untied target encoder
 * :mod:`~tlcourse.adapt.pixel` — pixel-level GAN (PixelDA-style): restyle source images, train on them
+* :mod:`~tlcourse.adapt.cdan` — :class:`CDANLoss`: class-aware adversarial alignment with entropy conditioning
+* :mod:`~tlcourse.adapt.selection` — label-free model selection (IWCV, DEV, SND, entropy), a labelled target set
 * :mod:`~tlcourse.adapt.discrepancy` — MMD (biased/unbiased, multi-bandwidth) and Deep CORAL
 * :mod:`~tlcourse.adapt.distance` — proxy A-distance from a domain classifier
 * :mod:`~tlcourse.adapt.adabn` — AdaBN: batch-norm statistics of the target domain
@@ -36,6 +38,9 @@ _HOMES: dict[str, tuple[str, ...]] = {
     "loop": ("accuracy_on", "adaptation_step", "extract_features", "train_adaptation"),
     "nets": ("DomainDiscriminator", "LeNet", "LeNetBackbone"),
     "pixel": ("ImageDiscriminator", "PixelGenerator", "pixel_da_step", "train_pixel_da", "translate"),
+    "selection": ("CRITERIA", "density_ratio", "dev_risk", "iwcv_risk", "labelled_target_validation", "outputs_of",
+                  "prediction_entropy", "score_candidate", "select", "snd_score"),
+    "cdan": ("CDANLoss", "entropy_weights", "multilinear_map"),
 }
 _MODULE_OF = {name: module for module, names in _HOMES.items() for name in names}
 

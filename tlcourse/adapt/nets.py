@@ -60,12 +60,14 @@ class LeNet(nn.Module):
         num_classes: number of classes.
         in_channels: channels the first convolution expects (1-channel input is repeated).
         feature_dim: size of the feature vector the head (and any adaptation loss) sees.
+        widths: channels of the two convolutions (Ganin et al.: 32 and 48; narrower is faster).
     """
 
-    def __init__(self, num_classes: int = 10, in_channels: int = 3, feature_dim: int = 128) -> None:
+    def __init__(self, num_classes: int = 10, in_channels: int = 3, feature_dim: int = 128,
+                 widths: Sequence[int] = (32, 48)) -> None:
         super().__init__()
         check_int("num_classes", num_classes, minimum=1)
-        self.backbone = LeNetBackbone(in_channels, feature_dim)
+        self.backbone = LeNetBackbone(in_channels, feature_dim, widths)
         self.head = nn.Linear(feature_dim, num_classes)
 
     @property
