@@ -15,15 +15,15 @@ Frozen lower stages are run once (in eval mode, so batch norm does not drift) an
 cached: a linear probe trains on cached features, partial fine-tuning on cached ``layer2`` maps.
 This is exact, not an approximation, and makes the cheap strategies cheap.
 
-=================  =======================================================================
-``scratch``        random initialisation, every weight trained
-``linear_probe``   frozen backbone, new linear head (feature extraction)
-``partial``        stem..layer2 frozen, layer3 + head trained
-``full``           every weight, one learning rate
-``discriminative`` every weight, rate ``lr·γ^d`` for a stage ``d`` below the head, Eq. (2.9)
-``gradual``        head, then one more stage per phase, discriminative rates (Howard & Ruder 2018)
-``lp_ft``          linear probe for half the steps, then full fine-tuning (Kumar et al. 2022)
-=================  =======================================================================
+====================  =======================================================================
+``scratch``           random initialisation, every weight trained
+``linear_probe``      frozen backbone, new linear head (feature extraction)
+``partial``           stem..layer2 frozen, layer3 + head trained
+``full``              every weight, one learning rate
+``discriminative``    every weight, rate ``lr·γ^d`` for a stage ``d`` below the head, Eq. (2.9)
+``gradual``           head, then one more stage per phase, discriminative rates (Howard & Ruder 2018)
+``lp_ft``             linear probe for half the steps, then full fine-tuning (Kumar et al. 2022)
+====================  =======================================================================
 """
 
 from __future__ import annotations
