@@ -81,7 +81,8 @@ def main() -> None:
         fit(model, train, epochs=1, optimizer=optimizer, scheduler=scheduler, scheduler_interval="step",
             batch_size=128, seed=epoch, progress=False)
         acc = evaluate(model, test)["accuracy"]
-        print(f"epoch {epoch + 1}/{args.epochs}  source test accuracy {acc:.4f}  ({time.perf_counter() - start:.0f} s)", flush=True)
+        seconds = time.perf_counter() - start
+        print(f"epoch {epoch + 1}/{args.epochs}  source test accuracy {acc:.4f}  ({seconds:.0f} s)", flush=True)
 
     args.out.mkdir(parents=True, exist_ok=True)
     weights = args.out / f"{name}.safetensors"
@@ -99,7 +100,8 @@ def _card(args: argparse.Namespace, classes: list[str], acc: float, test_size: i
                 "no digit classes)")
         digits = "no digit classes: the digits 0-9 were removed from the source task"
     else:
-        task = f"{len(classes)}-way printed-character classification (the digits 0-9, A-Z and the distinct lower-case letters)"
+        task = (f"{len(classes)}-way printed-character classification (the digits 0-9, A-Z and the distinct "
+                "lower-case letters)")
         digits = ("the 53 source classes INCLUDE the digits 0-9, the target classes of the book's digit tasks "
                   "(MNIST, UCI digits, MNIST-M); see letters-resnet for a backbone without them")
     return {

@@ -46,7 +46,8 @@ from tlcourse.utils import seed_everything
 
 __all__ = ["LEGACY_STRATEGIES", "StrategyResult", "probe_accuracy", "run_strategy", "compare"]
 
-LEGACY_STRATEGIES: tuple[str, ...] = ("scratch", "linear_probe", "probe_sklearn", "partial", "full", "discriminative", "gradual", "l2sp")
+LEGACY_STRATEGIES: tuple[str, ...] = ("scratch", "linear_probe", "probe_sklearn", "partial", "full", "discriminative",
+                                      "gradual", "l2sp")
 
 
 @dataclass
@@ -143,7 +144,8 @@ def run_strategy(
             fit(model, data, epochs=epochs, optimizer=opt, batch_size=batch_size, seed=seed)
         elif strategy == "gradual":
             per_stage = max(1, epochs // len(STAGES))
-            gradual_unfreezing(model, data, epochs_per_stage=per_stage, lr=10 * lr, decay=0.3, batch_size=batch_size, seed=seed)
+            gradual_unfreezing(model, data, epochs_per_stage=per_stage, lr=10 * lr, decay=0.3, batch_size=batch_size,
+                               seed=seed)
         elif strategy == "l2sp":
             fit(model, data, epochs=epochs, lr=lr, batch_size=batch_size, seed=seed,
                 loss_fn=L2SPLoss(model, alpha=l2sp_alpha, beta=l2sp_alpha))
