@@ -30,6 +30,7 @@ __all__ = ["PRETRAINED", "load_pretrained", "model_card", "weights_path", "torch
 #: Shipped pretrained models: name → (weights file, model card file).
 PRETRAINED: dict[str, tuple[str, str]] = {
     "glyphs-resnet": ("glyphs-resnet.safetensors", "glyphs-resnet.json"),
+    "letters-resnet": ("letters-resnet.safetensors", "letters-resnet.json"),  # same recipe, no digit classes
 }
 
 
