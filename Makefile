@@ -67,7 +67,7 @@ browser: install
 	@scripts/ensure_chromium.sh
 	scripts/offline.sh $(PY) -m pytest tests/browser -q -rs
 
-test: install check-notebooks notebooks unit book-strict browser
+test: install lint check-notebooks notebooks unit book-strict browser
 	@echo "make test: all checks passed."
 
 # The benchmark of the notebooks: runs every notebook afresh and fails past its budget

@@ -131,7 +131,7 @@ ax.set_title("Hard sharing: one encoder, one head per task")
 ax = axes[1]
 for i, name in enumerate(["A", "B"]):
     x0 = 0.3 + 2.0 * i
-    box(ax, (x0, 0.2), 1.4, 0.8, f"input x", "#dddddd")
+    box(ax, (x0, 0.2), 1.4, 0.8, "input x", "#dddddd")
     for level in range(3):
         box(ax, (x0, 1.3 + 0.75 * level), 1.4, 0.55, f"layer {level + 1} ($\\theta_{name}$)", "#9ecae1")
     box(ax, (x0, 3.6), 1.4, 0.7, f"head {name}", "#fdae6b")

@@ -618,7 +618,7 @@ plt.tight_layout()
 plt.show()
 glue("ch06_adist_before", adist["source-only"])
 glue("ch06_adist_after", adist["DANN"])
-glue("ch06_adist_adabn", adist["source-only + AdaBN"]);
+glue("ch06_adist_adabn", adist["source-only + AdaBN"])
 
 # %% [markdown]
 # Before adaptation the target digits crowd into a region of their own (proxy A-distance

@@ -13,14 +13,14 @@ import pytest
 import torch
 
 from tlcourse import checks, metrics, plots
+from tlcourse.adapt import LeNet, train_adaptation, train_gan_1d
+from tlcourse.bench import bench_methods
 from tlcourse.data import ArrayDataset, few_shot, load_mnist, load_uci_digits, make_mnistm
 from tlcourse.data.glyphs import load_glyphs
 from tlcourse.finetune import L2SPLoss, discriminative_param_groups, extract_features, freeze, trainable_stages
 from tlcourse.models import SmallResNet, load_pretrained, model_card, replace_head, torchvision_backbone
-from tlcourse.strategies import compare, probe_accuracy, run_strategy
-from tlcourse.adapt import LeNet, train_adaptation, train_gan_1d
-from tlcourse.bench import bench_methods
 from tlcourse.multimodal import DualEncoder, fit_dual_encoder
+from tlcourse.strategies import compare, probe_accuracy, run_strategy
 from tlcourse.train import Engine, evaluate, fit, predict
 from tlcourse.utils import get_device, glue, seed_everything
 
@@ -49,7 +49,8 @@ CASES = [
     # data
     ("ArrayDataset images not a tensor", lambda: ArrayDataset([[0.0]], Y), TypeError, "images"),
     ("ArrayDataset images 3-D", lambda: ArrayDataset(torch.rand(8, 28, 28), Y), ValueError, "images"),
-    ("ArrayDataset integer images", lambda: ArrayDataset(torch.zeros(8, 1, 2, 2, dtype=torch.uint8), Y), TypeError, "images"),
+    ("ArrayDataset integer images", lambda: ArrayDataset(torch.zeros(8, 1, 2, 2, dtype=torch.uint8), Y),
+     TypeError, "images"),
     ("ArrayDataset length mismatch", lambda: ArrayDataset(X, Y[:3]), ValueError, "same length"),
     ("ArrayDataset negative label", lambda: ArrayDataset(X, Y - 1), ValueError, "labels"),
     ("ArrayDataset label >= classes", lambda: ArrayDataset(X, Y + 1, ["a", "b"]), ValueError, "labels"),
@@ -95,10 +96,12 @@ CASES = [
     ("fit unknown amp", lambda: fit(net(), DS, epochs=1, amp="int8"), ValueError, "amp"),
     ("fit unknown monitor", lambda: fit(net(), DS, epochs=1, monitor="auc"), ValueError, "monitor"),
     ("fit early stopping without val", lambda: fit(net(), DS, epochs=1, early_stopping=1), ValueError, "val_data"),
-    ("fit early stopping zero", lambda: fit(net(), DS, epochs=1, early_stopping=0, val_data=DS), ValueError, "early_stopping"),
+    ("fit early stopping zero", lambda: fit(net(), DS, epochs=1, early_stopping=0, val_data=DS),
+     ValueError, "early_stopping"),
     ("fit resume without checkpoint", lambda: fit(net(), DS, epochs=1, resume=True), ValueError, "checkpoint"),
     ("fit negative grad_clip", lambda: fit(net(), DS, epochs=1, grad_clip=-1.0), ValueError, "grad_clip"),
-    ("fit unknown scheduler interval", lambda: fit(net(), DS, epochs=1, scheduler_interval="batch"), ValueError, "scheduler_interval"),
+    ("fit unknown scheduler interval", lambda: fit(net(), DS, epochs=1, scheduler_interval="batch"),
+     ValueError, "scheduler_interval"),
     ("fit NaN inputs", lambda: fit(net(), NAN, epochs=1), FloatingPointError, "loss became nan"),
     ("evaluate empty", lambda: evaluate(net(), EMPTY), ValueError, "empty"),
     ("evaluate labels out of range", lambda: evaluate(net(1), DS), ValueError, "labels must be in"),
@@ -109,7 +112,8 @@ CASES = [
     ("trainable_stages zero", lambda: trainable_stages(net(), 0), ValueError, "train_top"),
     ("discriminative lr=0", lambda: discriminative_param_groups(net(), 0.0), ValueError, "lr"),
     ("discriminative decay>1", lambda: discriminative_param_groups(net(), 1e-3, decay=1.5), ValueError, "decay"),
-    ("discriminative negative weight decay", lambda: discriminative_param_groups(net(), 1e-3, weight_decay=-1.0), ValueError, "weight_decay"),
+    ("discriminative negative weight decay", lambda: discriminative_param_groups(net(), 1e-3, weight_decay=-1.0),
+     ValueError, "weight_decay"),
     ("L2SP negative alpha", lambda: L2SPLoss(net(), alpha=-0.1), ValueError, "alpha"),
     ("L2SP negative beta", lambda: L2SPLoss(net(), beta=-0.1), ValueError, "beta"),
     ("extract_features empty", lambda: extract_features(net().backbone, EMPTY), ValueError, "empty"),
@@ -147,7 +151,8 @@ CASES = [
      ValueError, "monitor"),
     ("step without a loss", lambda: Engine({"m": net()}, {}).run([(X, Y)], lambda b: {"accuracy": 1.0}, epochs=1),
      ValueError, "'loss'"),
-    ("engine option misspelt", lambda: train_adaptation(LeNet(2), DS, epochs=1, ampp=True), TypeError, "engine options"),
+    ("engine option misspelt", lambda: train_adaptation(LeNet(2), DS, epochs=1, ampp=True),
+     TypeError, "engine options"),
     ("adaptation model without features", lambda: train_adaptation(torch.nn.Linear(2, 2), DS, epochs=1), TypeError,
      "backbone"),
     ("adaptation source unlabelled", lambda: train_adaptation(LeNet(2), X, epochs=1), ValueError, "labels"),

@@ -87,7 +87,8 @@ def test_l2sp_penalty_zero_at_start_and_grows():
     expected = 0.5 * (0.1**2) * m.backbone.stem[0].weight.numel()
     assert loss.penalty().item() == pytest.approx(expected, rel=1e-4)
     head_only = L2SPLoss(m, alpha=0.0, beta=2.0)
-    assert head_only.penalty().item() == pytest.approx(sum(p.pow(2).sum().item() for p in m.head.parameters()), rel=1e-5)
+    expected = sum(p.pow(2).sum().item() for p in m.head.parameters())
+    assert head_only.penalty().item() == pytest.approx(expected, rel=1e-5)
     with pytest.raises(ValueError, match="alpha"):
         L2SPLoss(m, alpha=-1.0)
 

@@ -414,7 +414,8 @@ def test_fit_multitask_stops_on_a_nan_loss_and_weightings_do_not_wait_for_the_de
     sets = digit_like_sets()
     sets["b"] = ArrayDataset(torch.full_like(sets["b"].images, float("nan")), sets["b"].labels)
     torch.manual_seed(0)
-    model = MultiTaskModel(nn.Sequential(nn.Flatten(), nn.Linear(36, 8), nn.ReLU()), {t: nn.Linear(8, 2) for t in TASKS})
+    encoder = nn.Sequential(nn.Flatten(), nn.Linear(36, 8), nn.ReLU())
+    model = MultiTaskModel(encoder, {t: nn.Linear(8, 2) for t in TASKS})
     with pytest.raises(NonFiniteLossError, match=r"loss/b became nan at epoch 1, step 1"):
         fit_multitask(model, sets, "pcgrad", steps=4, batch_size=8, steps_per_epoch=2)
     # the weightings themselves accept any value: checking it would make the host wait

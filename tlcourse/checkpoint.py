@@ -24,7 +24,8 @@ __all__ = ["save_checkpoint", "load_checkpoint", "save_weights", "load_weights",
 _META_KEY = "tlcourse"
 
 
-def atomic_save(tensors: dict[str, torch.Tensor], path: str | os.PathLike, metadata: dict[str, str] | None = None) -> Path:
+def atomic_save(tensors: dict[str, torch.Tensor], path: str | os.PathLike,
+                metadata: dict[str, str] | None = None) -> Path:
     """Write ``tensors`` to ``path`` as safetensors via a temporary file and an atomic rename."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
@@ -143,7 +144,8 @@ def load_checkpoint(
         opt_state = {}
         for pid, entry in opt_meta["state"].items():
             opt_state[int(pid)] = {
-                key: tensors[f"optimizer.{pid}.{key}"] if value == "__tensor__" else value for key, value in entry.items()
+                key: tensors[f"optimizer.{pid}.{key}"] if value == "__tensor__" else value
+                for key, value in entry.items()
             }
         optimizer.load_state_dict({"state": opt_state, "param_groups": opt_meta["param_groups"]})
     out = dict(meta.get("state", {}))

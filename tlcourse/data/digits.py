@@ -83,12 +83,12 @@ class ArrayDataset(Dataset):
         idx = torch.as_tensor(indices, dtype=torch.long)
         return list(zip(self.images[idx], self.labels[idx]))
 
-    def subset(self, indices: torch.Tensor | np.ndarray | list[int]) -> "ArrayDataset":
+    def subset(self, indices: torch.Tensor | np.ndarray | list[int]) -> ArrayDataset:
         """A new dataset with the rows ``indices`` (same classes and transform)."""
         idx = torch.as_tensor(np.asarray(indices), dtype=torch.long)
         return ArrayDataset(self.images[idx], self.labels[idx], self.classes, self.transform)
 
-    def with_transform(self, transform: Callable[[torch.Tensor], torch.Tensor] | None) -> "ArrayDataset":
+    def with_transform(self, transform: Callable[[torch.Tensor], torch.Tensor] | None) -> ArrayDataset:
         """The same data with another ``transform`` (e.g. augmentation for training only)."""
         return ArrayDataset(self.images, self.labels, self.classes, transform)
 

@@ -105,13 +105,13 @@ class TextDataset(Dataset):
     def __getitem__(self, index: int) -> tuple[str, torch.Tensor]:
         return self.texts[index], self.labels[index]
 
-    def subset(self, indices: Sequence[int] | np.ndarray | torch.Tensor) -> "TextDataset":
+    def subset(self, indices: Sequence[int] | np.ndarray | torch.Tensor) -> TextDataset:
         """A new dataset with the examples at ``indices`` (in that order)."""
         idx = [int(i) for i in np.asarray(indices).reshape(-1)]
         domains = None if self.domains is None else [self.domains[i] for i in idx]
         return TextDataset([self.texts[i] for i in idx], self.labels[idx], self.classes, domains)
 
-    def __add__(self, other: "TextDataset") -> "TextDataset":  # type: ignore[override]
+    def __add__(self, other: TextDataset) -> TextDataset:  # type: ignore[override]
         """Concatenate two datasets with the same classes (e.g. source + a few target labels)."""
         if not isinstance(other, TextDataset):
             raise TypeError(f"can only add a TextDataset, got {type(other).__name__}")
@@ -240,7 +240,8 @@ class LengthGroupedBatchSampler(Sampler[list[int]]):
     option of Hugging Face's ``Trainer``.
     """
 
-    def __init__(self, lengths: Sequence[int], batch_size: int, shuffle: bool = True, seed: int = 0, jitter: float = 0.3) -> None:
+    def __init__(self, lengths: Sequence[int], batch_size: int, shuffle: bool = True, seed: int = 0,
+                 jitter: float = 0.3) -> None:
         check_int("batch_size", batch_size, minimum=1)
         check_int("seed", seed, minimum=0)
         if not 0.0 <= jitter < 1.0:
@@ -297,6 +298,7 @@ def make_text_loader(
     if not group_by_length:
         generator = torch.Generator().manual_seed(seed)
         return DataLoader(dataset, batch_size=batch_size, shuffle=shuffle, generator=generator, collate_fn=collate)
-    lengths = [min(len(ids), max_length) for ids in tokenizer(dataset.texts, truncation=True, max_length=max_length)["input_ids"]]
+    token_ids = tokenizer(dataset.texts, truncation=True, max_length=max_length)["input_ids"]
+    lengths = [min(len(ids), max_length) for ids in token_ids]
     sampler = LengthGroupedBatchSampler(lengths, batch_size, shuffle=shuffle, seed=seed)
     return DataLoader(dataset, batch_sampler=sampler, collate_fn=collate)

@@ -65,7 +65,8 @@ class LoRALinear(nn.Module):
         if dropout >= 1.0:
             raise ValueError(f"dropout must be in [0, 1), got {dropout}")
         if r > min(base.in_features, base.out_features):
-            raise ValueError(f"r must be <= min(in_features, out_features) = {min(base.in_features, base.out_features)}, got {r}")
+            limit = min(base.in_features, base.out_features)
+            raise ValueError(f"r must be <= min(in_features, out_features) = {limit}, got {r}")
         self.base = base
         for p in self.base.parameters():
             p.requires_grad_(False)
@@ -158,7 +159,8 @@ def apply_lora(
     ]
     if not targets:
         linear = sorted({n.rpartition(".")[2] for n, m in model.named_modules() if isinstance(m, nn.Linear)})
-        raise ValueError(f"no nn.Linear layer matches target_modules={tuple(target_modules)}; linear layer names: {linear}")
+        raise ValueError(f"no nn.Linear layer matches target_modules={tuple(target_modules)}; "
+                         f"linear layer names: {linear}")
     keep = [
         name for name, _ in model.named_modules()
         if name and (name in trainable_modules or name.rpartition(".")[2] in trainable_modules)

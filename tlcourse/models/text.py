@@ -44,7 +44,8 @@ PACKAGED_TEXT_MODELS: dict[str, str] = {
 
 
 def _offline() -> bool:
-    return any(os.environ.get(v, "").lower() in ("1", "true", "yes", "on") for v in ("HF_HUB_OFFLINE", "TRANSFORMERS_OFFLINE"))
+    flags = ("HF_HUB_OFFLINE", "TRANSFORMERS_OFFLINE")
+    return any(os.environ.get(v, "").lower() in ("1", "true", "yes", "on") for v in flags)
 
 
 def packaged_model_path(name: str = "all-MiniLM-L6-v2") -> str:
@@ -141,7 +142,8 @@ def mean_pool(hidden: torch.Tensor, attention_mask: torch.Tensor | None = None) 
     check_tensor("attention_mask", attention_mask, ndim=2)
     if attention_mask.shape != hidden.shape[:2]:
         raise ValueError(
-            f"attention_mask must have shape {tuple(hidden.shape[:2])} (batch, tokens), got {tuple(attention_mask.shape)}"
+            f"attention_mask must have shape {tuple(hidden.shape[:2])} (batch, tokens), "
+            f"got {tuple(attention_mask.shape)}"
         )
     mask = attention_mask.unsqueeze(-1).to(hidden.dtype)
     return (hidden * mask).sum(dim=1) / mask.sum(dim=1).clamp(min=1e-9)
@@ -195,7 +197,8 @@ class TextClassifier(nn.Module):
             return hidden[:, 0]
         return mean_pool(hidden, attention_mask)
 
-    def forward(self, input_ids: torch.Tensor, attention_mask: torch.Tensor | None = None, **kwargs: Any) -> torch.Tensor:
+    def forward(self, input_ids: torch.Tensor, attention_mask: torch.Tensor | None = None,
+                **kwargs: Any) -> torch.Tensor:
         return self.head(self.dropout(self.embed(input_ids, attention_mask, **kwargs)))
 
 
@@ -233,7 +236,8 @@ def encode_texts(
     try:
         for start in range(0, len(texts), batch_size):
             idx = order[start : start + batch_size]
-            enc = tokenizer([texts[i] for i in idx], padding=True, truncation=True, max_length=max_length, return_tensors="pt")
+            enc = tokenizer([texts[i] for i in idx], padding=True, truncation=True, max_length=max_length,
+                            return_tensors="pt")
             mask = enc["attention_mask"].to(dev)
             hidden = encoder(input_ids=enc["input_ids"].to(dev), attention_mask=mask).last_hidden_state
             emb = mean_pool(hidden.float(), mask)
