@@ -66,6 +66,13 @@ from tlcourse.models.text import TextClassifier, encode_texts, load_text_encoder
 from tlcourse.protocol import Claim, Study, tune, validation_split
 from tlcourse.text_adapt import train_simcse
 from tlcourse.text_baselines import C_GRID, fit_probe, fit_tfidf_logreg
+
+import warnings
+
+# peft calls a transformers method deprecated in v5 (a FutureWarning with no action for us); a
+# ratio's bootstrap replicate can divide by a zero gain (that interval is then reported unbounded).
+warnings.filterwarnings("ignore", message="`is_gradient_checkpointing` is deprecated", category=FutureWarning)
+warnings.filterwarnings("ignore", message="divide by zero encountered", category=RuntimeWarning)
 from tlcourse.text_finetune import fine_tune_text, predict_texts, steps_taken
 from tlcourse.utils import Timer, glue, seed_everything
 

@@ -910,7 +910,7 @@ glue("ch5_thick_labels", thick_study.compare("digit + thick", "images only (32)"
 pcgrad_drop = thick_study.compare("single", "digit + thick, PCGrad")
 glue("ch5_thick_pcgrad_drop", pcgrad_drop.format(100, 1))
 assert pcgrad_drop.mean > 0, pcgrad_drop  # "PCGrad does not repair it" below
-glue("ch5_thick_single", 100 * np.mean(thick_single))
+glue("ch5_thick_single_value", 100 * np.mean(thick_single))
 _ = glue("ch5_thick_change", 100 * (np.mean([s["thick"] for s in pair_scores["equal"]]) - np.mean(thick_single)))
 
 # %% [markdown]
@@ -931,7 +931,7 @@ _ = glue("ch5_thick_change", 100 * (np.mean([s["thick"] for s in pair_scores["eq
 # per step alone change digit accuracy by {glue:text}`ch5_thick_images` points: mixing other
 # images into every batch changes what batch normalisation and the encoder see. The `thick` labels on the same images add {glue:text}`ch5_thick_labels` points on top,
 # the part the second claim asserts. The `thick` task itself, which reaches
-# {glue:text}`ch5_thick_single:.1f`% alone, changes by {glue:text}`ch5_thick_change:.1f` points
+# {glue:text}`ch5_thick_single_value:.1f`% alone, changes by {glue:text}`ch5_thick_change:.1f` points
 # when shared.
 #
 # PCGrad does not repair it (the digit task loses {glue:text}`ch5_thick_pcgrad_drop` points with
@@ -1031,17 +1031,17 @@ for seed in text_study.seeds:
             text_study.record(arm, seed, model.heads["sentiment"](model.encoder(text_test.images)).argmax(1))
 text_table = text_study.table(glue_prefix="ch5_text", baseline="single")
 text_gap = {arm: text_study.compare(arm, "single") for arm in companions if arm != "single"}
-glue("ch5_text_single", 100 * text_study.interval("single").mean)
-glue("ch5_text_domain", text_gap["+ domain"].format(100, 1, signed=True))
+glue("ch5_text_single_value", 100 * text_study.interval("single").mean)
+glue("ch5_text_domain_value", text_gap["+ domain"].format(100, 1, signed=True))
 glue("ch5_text_elec", text_gap["+ electronics sentiment"].format(100, 1, signed=True))
 # the text below reads "neither companion helps measurably": keep it true
 assert all(g.ci_low <= 0 for g in text_gap.values()), text_gap
 text_table
 
 # %% [markdown]
-# The single-task model reaches {glue:text}`ch5_text_single:.1f`% on the restaurant test reviews.
+# The single-task model reaches {glue:text}`ch5_text_single_value:.1f`% on the restaurant test reviews.
 # Neither companion helps measurably: the paired difference to it is
-# {glue:text}`ch5_text_domain` points with the domain task and {glue:text}`ch5_text_elec` points
+# {glue:text}`ch5_text_domain_value` points with the domain task and {glue:text}`ch5_text_elec` points
 # with the electronics sentiment (95% CIs that include zero, checked above). Multi-task learning is
 # not a free gain. Here the features come from a frozen pretrained encoder, and the only shared
 # part is one small layer: the companions can re-mix the embedding but not change it, and the
