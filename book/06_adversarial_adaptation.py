@@ -640,8 +640,8 @@ glue("ch06_adist_adabn", adist["source-only + AdaBN"])
 # a pretrained network, and pretraining and adaptation attack the shift from two sides. The
 # course's shipped backbone (`load_pretrained`, see {ref}`ch03`) was trained on printed
 # characters in many fonts, colours and textured backgrounds — it never saw MNIST-M or its
-# photos, but it has learned that the colour of a stroke or a background does not change a
-# character. We fine-tune it on the labelled source for {glue:text}`ch06_backbone_epochs`
+# photos, but it has learned to weigh a character's shape more than its colours and background,
+# though not to ignore them (measured in {ref}`ch08-digit-or-photo`). We fine-tune it on the labelled source for {glue:text}`ch06_backbone_epochs`
 # epoch(s), with and without DANN, and evaluate exactly as before.
 
 # %%
@@ -671,7 +671,8 @@ pre_table.to_frame().style.format("{:.3f}")
 # {glue:text}`ch06_pre_adabn:.1f`%, and DANN on top reaches {glue:text}`ch06_pre_dann:.1f`%:
 # {glue:text}`ch06_pre_gain:.1f` points over its own source-only baseline after
 # {glue:text}`ch06_backbone_epochs` epoch(s). The two levers are complementary: pretraining supplies features that are already
-# fairly invariant to colour and texture, adaptation removes part of what is still missing.
+# weighted towards shape rather than colour and texture, adaptation removes part of what is
+# still missing.
 # This network costs about twice as much per epoch as LeNet here, which is why the method
 # comparison above uses the paper's small network.
 

@@ -331,7 +331,7 @@ print(f"tuning {t_tune.seconds:.0f} s, sweep {t_sweep.seconds:.0f} s, other seed
 # batch 64 (throughput). Times depend on the machine and on what else runs on it; sizes and
 # accuracies do not.
 
-# %%
+# %% tags=["remove-stderr"]
 PRUNE = 0.5
 calibration = val.images[:256]  # validation images: calibrating on test images would leak them
 with Timer() as t_compress:
