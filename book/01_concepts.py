@@ -254,7 +254,7 @@ for method, label in names.items():
     err = np.array([[100 * (i.mean - i.ci_low) for i in iv], [100 * (i.ci_high - i.mean) for i in iv]])
     ax.errorbar(KS, mean, yerr=err, marker="o", capsize=3, label=label)
 ax.set(xscale="log", xlabel="labelled target images per class (log scale)", ylabel="target test accuracy (%)",
-       title="Transfer pays most when labels are scarce (MNIST-M-style)")
+       title="Transfer and scratch across target-set sizes (MNIST-M-style)")
 ax.grid(alpha=0.3)
 ax.legend()
 plt.tight_layout()
