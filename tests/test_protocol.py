@@ -303,3 +303,25 @@ def test_share_of_gain_interval_has_width_and_covers_the_truth():
         assert np.isfinite(d.ci_low) and d.ci_high - d.ci_low > 0.02
         hits += d.ci_low <= 0.9 <= d.ci_high
     assert hits / trials >= 0.85
+
+
+def test_a_method_run_on_fewer_seeds_pairs_on_the_common_ones():
+    study, _ = _study()
+    for seed in study.seeds:
+        study.evaluate("cheap", seed, _predictor(0.6, 100 + seed))
+    for seed in (0, 2):
+        study.evaluate("costly", seed, _predictor(0.9, seed))
+    assert study.common_seeds("costly", "cheap") == [0, 2]
+    with pytest.raises(ValueError, match="different seeds"):
+        study.compare("costly", "cheap")  # never paired silently on a subset
+    d = study.compare("costly", "cheap", seeds=[0, 2])
+    rows = study.matrix("costly") - study.matrix("cheap", [0, 2])
+    assert d.n_seeds == 2 and d.mean == pytest.approx(rows.mean())
+    share = study.share_of_gain("costly", "cheap", 1 / 3, seeds=[0, 2])
+    gain_a, gain_b = study.matrix("costly").mean() - 1 / 3, study.matrix("cheap", [0, 2]).mean() - 1 / 3
+    assert share.mean == pytest.approx(gain_a / gain_b)
+    assert study.table(baseline="cheap").loc["costly", "seeds"] == 2  # the table pairs on the common seeds
+    with pytest.raises(ValueError, match="no test values for seeds"):
+        study.compare("costly", "cheap", seeds=[0, 1])
+    with pytest.raises(ValueError, match="distinct seeds of the study"):
+        study.compare("costly", "cheap", seeds=[0, 7])

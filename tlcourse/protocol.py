@@ -316,24 +316,42 @@ class Study:
                          "n_seeds": len(x)})
         return pd.DataFrame(rows, columns=["method", "mean", "std", "ci_low", "ci_high", "n_seeds"])
 
-    def _paired_seeds(self, *methods: str) -> list[int]:
+    def _paired_seeds(self, *methods: str, seeds: Sequence[int] | None = None) -> list[int]:
         for m in methods:
             self.matrix(m)  # unknown method → clear error
+        if seeds is not None:  # an explicit subset, e.g. the seeds a costlier method ran on
+            seeds = list(seeds)
+            if not seeds or any(s not in self.seeds for s in seeds) or len(set(seeds)) != len(seeds):
+                raise ValueError(f"seeds must be distinct seeds of the study {self.seeds}, got {seeds!r}")
+            for m in methods:
+                self.matrix(m, seeds)  # a method without one of them → clear error
+            return seeds
         sets = [set(self._values[m]) for m in methods]
         if any(s != sets[0] for s in sets):
             raise ValueError(f"{' and '.join(map(repr, methods))} were evaluated on different seeds "
                              f"({[sorted(s) for s in sets]}); a paired comparison needs the same seeds")
         return [s for s in self.seeds if s in sets[0]]
 
-    def compare(self, a: str, b: str) -> PairedDifference:
-        """Paired difference ``a − b`` (same seeds, same test examples) with its CI."""
-        seeds = self._paired_seeds(a, b)
+    def common_seeds(self, *methods: str) -> list[int]:
+        """The study's seeds on which every one of ``methods`` was evaluated (in the study's order)."""
+        for m in methods:
+            self.matrix(m)
+        return [s for s in self.seeds if all(s in self._values[m] for m in methods)]
+
+    def compare(self, a: str, b: str, *, seeds: Sequence[int] | None = None) -> PairedDifference:
+        """Paired difference ``a − b`` (same seeds, same test examples) with its CI.
+
+        Both methods must have run on the same seeds, or ``seeds`` names the subset to pair on
+        (e.g. ``study.common_seeds(a, b)`` when one method ran on fewer seeds)."""
+        seeds = self._paired_seeds(a, b, seeds=seeds)
         return paired_bootstrap(self.matrix(a, seeds), self.matrix(b, seeds), **self._kw())
 
-    def share_of_gain(self, a: str, b: str, reference: float | str) -> PairedDifference:
-        """``(a − reference) / (b − reference)`` with its CI; ``reference`` a number or a method."""
+    def share_of_gain(self, a: str, b: str, reference: float | str, *,
+                      seeds: Sequence[int] | None = None) -> PairedDifference:
+        """``(a − reference) / (b − reference)`` with its CI; ``reference`` a number or a method;
+        ``seeds`` as in :meth:`compare`."""
         names = (a, b) + ((reference,) if isinstance(reference, str) else ())
-        seeds = self._paired_seeds(*names)
+        seeds = self._paired_seeds(*names, seeds=seeds)
         ref = self.matrix(reference, seeds) if isinstance(reference, str) else float(reference)
         return two_way_bootstrap(self.matrix(a, seeds), self.matrix(b, seeds), statistic="share_of_gain",
                                  reference=ref, **self._kw())
@@ -389,8 +407,9 @@ class Study:
         for m in methods or self.methods:
             ci = self.interval(m)
             row = {column: ci.format(scale, digits), "seeds": len(self.matrix(m))}
-            if baseline is not None and m != baseline:
-                row[f"vs {baseline}"] = self.compare(m, baseline).format(scale, digits, signed=True)
+            if baseline is not None and m != baseline:  # paired on the seeds both ran on
+                diff = self.compare(m, baseline, seeds=self.common_seeds(m, baseline))
+                row[f"vs {baseline}"] = diff.format(scale, digits, signed=True)
             elif baseline is not None:
                 row[f"vs {baseline}"] = "—"
             rows[m] = row
