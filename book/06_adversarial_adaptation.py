@@ -1209,7 +1209,7 @@ print(f"chapter run time: {runtime:.0f} s (CPU time {cpu:.0f} s)")
 # invariance through a discriminator. The feature loss then removes part of what the small
 # generator cannot imitate. For MNIST → UCI the domains differ in pen, resolution and stroke
 # shape; a generator that can only recolour pixels has nothing to change, and the feature-level
-# half has to do the work. Score both variants with DEV before looking at the audit accuracy.
+# half has to do the work. Score both variants with the declared criterion before looking at the audit accuracy.
 # ```
 #
 # ```{exercise}
