@@ -30,7 +30,7 @@ from tlcourse.text_baselines import C_GRID, fit_probe, fit_tfidf_logreg
 from tlcourse.text_finetune import fine_tune_text, predict_texts
 from tlcourse.utils import seed_everything
 
-BUDGET = dict(max_steps=100, eval_every=10, patience=3, warmup=10, batch_size=4, max_length=32)
+BUDGET = dict(max_steps=100, eval_every=10, patience=2, warmup=10, batch_size=4, max_length=32)  # as in the chapter
 
 
 def accuracy(pred, labels) -> float:
