@@ -425,7 +425,7 @@ for g in groups:
 #
 # DAN {footcite}`long2015learning` uses a sum of Gaussian kernels of several widths as the
 # transfer loss. For two Gaussians $P = \mathcal N(0, I_d)$ and $Q = \mathcal N(\delta, I_d)$
-# the expectations in {eq}`eq-mmd-def` have a closed form (exercise {ref}`ch2-ex5`):
+# the expectations in {eq}`eq-mmd-def` have a closed form ({ref}`ch2-ex5`):
 #
 # $$
 # \operatorname{MMD}^2 = 2\left(\frac{\sigma^2}{\sigma^2 + 2}\right)^{d/2}\left(1 - \exp\!\Big(-\frac{\|\delta\|^2}{2(\sigma^2 + 2)}\Big)\right),
@@ -1031,7 +1031,7 @@ plt.show()
 # :class: dropdown
 # $\mathrm{KL} = \sum_k p^T_k(z_t)\log p^T_k(z_t) - \sum_k p^T_k(z_t)\log p^T_k(z_s)$; the first
 # sum does not depend on $z_s$ and the second is a cross-entropy with soft targets evaluated at
-# the logits $z_s/T$. By exercise {ref}`ch2-ex1` (which holds for any target distribution) its
+# the logits $z_s/T$. By {ref}`ch2-ex1` (which holds for any target distribution) its
 # gradient with respect to $z_s/T$ is $p^T(z_s) - p^T(z_t)$, and the chain rule adds $1/T$.
 # For large $T$, $e^{z_k/T} \approx 1 + z_k/T$, so with $\sum_k z_k = 0$,
 # $p^T_k(z) \approx (1 + z_k/T)/K$ and the gradient is $\approx (z_{s} - z_{t})/(KT^2)$.

@@ -38,7 +38,7 @@
 # 2. The pretrained network beats the same architecture trained from random initialisation
 #    with its own tuned learning rate, at 16 labelled reviews per class. (At 4 per class the
 #    random network is not run: the CPU budget holds the five seeds this claim needs at one
-#    budget only; exercise {ref}`ch04-ex5` adds it.)
+#    budget only; {ref}`ch04-ex5` adds it.)
 # 3. Fine-tuned on electronics reviews, MiniLM classifies restaurant reviews better than
 #    TF-IDF trained on the same electronics reviews.
 # 4. LoRA trains under 2% of the encoder's weights and keeps at least 90% of full fine-tuning's
@@ -50,7 +50,7 @@
 # measured the other effects at a few points each with a spread over seeds about as large, while
 # the test set has {glue:text}`ch04_n_test_source` reviews per domain: their intervals will
 # straddle zero (claim 4: 90%) whatever the truth is. They are measured and reported, each with
-# the number of test reviews that would decide it — a result in itself, and the most common
+# what would decide it (more test reviews, or more seeds) — a result in itself, and the most common
 # way small NLP comparisons mislead {footcite}`dodge2020fine`.
 
 # %%
@@ -726,8 +726,8 @@ assert lora_share < 0.02  # LoRA's share of the weights is arithmetic, not a mea
 # reviews would bound it at 90%: {glue:text}`ch04_lora_n_needed`. What this test set *can* say
 # about LoRA is the difference above: whether it is measurably worse than full fine-tuning
 # here. Such review counts assume the interval's width comes from the test reviews alone; the
-# seeds add to it, so a real study would add seeds too. Exercise
-# {ref}`ch04-ex5` runs the larger experiment.
+# seeds add to it, so a real study would add seeds too. {ref}`ch04-ex5` runs the larger
+# experiment.
 
 
 # %% [markdown]
@@ -873,7 +873,7 @@ print(f"AutoModelForSequenceClassification − TextClassifier (full fine-tuning)
 #   early-stopping check). The same holds before any training: given the same adapter weights
 #   the two compute the same function to within $10^{-5}$ (`tests/test_lora.py`).
 # - **`AutoModelForSequenceClassification` vs `TextClassifier`**: {glue:text}`ch04_hf_diff`
-#   points; the interval {glue:text}`ch04_hf_verdict`. Besides the seeds, the two differ in
+#   points; the interval {glue:text}`ch04_hf_verdict`. Besides their randomly initialised heads, the two differ in
 #   their pooling (`[CLS]` through BERT's pooler vs the mean over tokens, which is how this
 #   encoder was trained). The practical lesson: the Hugging Face classes plug into any PyTorch
 #   loop (`fit` unwraps `.logits`; `DataCollatorWithPadding` pads per batch).

@@ -412,7 +412,7 @@ plt.show()
 
 # %% [markdown]
 # With two tasks the projected gradients provably conflict neither with each other nor with the
-# original ones (exercise {ref}`ch5-ex2`). With more tasks a later projection can, in principle,
+# original ones ({ref}`ch5-ex2`). With more tasks a later projection can, in principle,
 # re-create a small conflict with an earlier task; we measure how often below.
 #
 # ## The experiment: single-task baselines against five weightings
@@ -422,7 +422,7 @@ plt.show()
 # digits, over three seeds (the seed also draws the 100 labelled digits). A single-task baseline
 # is the same network with one head, trained on its task alone. Every arm of the chapter shares
 # these settings: none is tuned, so none is tuned more than another (a fair but untuned footing;
-# tuning each arm's learning rate on a validation split is exercise {ref}`ch5-ex6`).
+# tuning each arm's learning rate on a validation split is {ref}`ch5-ex6`).
 #
 # A multi-task model differs from its baseline in two ways at once: it gets more **labels** and it
 # sees more **images** (32 digits per step from 100 for the baseline; 32 digits plus 64 coarse-task
@@ -1045,8 +1045,8 @@ text_table
 # with the electronics sentiment (95% CIs that include zero, checked above). Multi-task learning is
 # not a free gain. Here the features come from a frozen pretrained encoder, and the only shared
 # part is one small layer: the companions can re-mix the embedding but not change it, and the
-# domain labels ask for a distinction (topic) that has nothing to do with sentiment. Exercise
-# {ref}`ch5-ex7` lets the companion tasks reach the encoder.
+# domain labels ask for a distinction (topic) that has nothing to do with sentiment. {ref}`ch5-ex7`
+# lets the companion tasks reach the encoder.
 
 # %% [markdown]
 # ```{admonition} Pitfalls

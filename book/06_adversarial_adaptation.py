@@ -348,8 +348,8 @@ plt.show()
 # discriminator, steps $\lambda_p$ itself, returns one scalar to add to the classification
 # loss, and reports the discriminator's accuracy (½ means the features fool it). For this
 # short schedule we use Adam at its usual rate instead of the paper's annealed SGD (which is
-# `train_adaptation(..., optimizer="sgd", lr=0.01, lr_schedule=True)`; exercise
-# {ref}`ch6-ex3` compares them), and a discriminator with two hidden layers of 500 units.
+# `train_adaptation(..., optimizer="sgd", lr=0.01, lr_schedule=True)`; {ref}`ch6-ex3`
+# compares them), and a discriminator with two hidden layers of 500 units.
 
 
 # %% [markdown]
@@ -401,7 +401,7 @@ plt.show()
 # cycle-consistency loss we do not implement). We combine them in one joint run and call the
 # result what it is, **PixelDA + DANN feature loss**: $T$'s features of generated and real
 # target images are also aligned by a `DomainAdversarialLoss` (the DANN loss of
-# {eq}`eq-ch6-dann`, passed as `feature_loss`); exercise {ref}`ch6-ex6` takes the two halves
+# {eq}`eq-ch6-dann`, passed as `feature_loss`); {ref}`ch6-ex6` takes the two halves
 # apart.
 
 
@@ -1046,7 +1046,7 @@ uci_table.style.format("{:.3f}", na_rep="–")
 # has only 1,437 coarse digits: source-only reaches {glue:text}`ch06_uci_rev_src:.1f`% on
 # MNIST, target statistics {glue:text}`ch06_uci_rev_adabn:.1f`% and DANN
 # {glue:text}`ch06_uci_rev_dann:.1f`% ({glue:text}`ch06_uci_rev_dann_gain:+.1f` points over
-# target statistics alone, one seed). Exercise {ref}`ch6-ex3` runs DANN for MNIST → UCI.
+# target statistics alone, one seed). {ref}`ch6-ex3` runs DANN for MNIST → UCI.
 
 # %%
 runtime = time.perf_counter() - START
