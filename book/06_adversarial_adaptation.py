@@ -532,7 +532,7 @@ pd.Series(estimates, name="risk estimate").round(3).to_frame()
 # **How the criterion, the schedule and the thresholds were fixed.** Choosing the criterion is
 # itself a choice, and it cannot be made on the seeds and test images that report the result.
 # This whole protocol was run twice before writing the cells below (with two, then three
-# adaptation epochs), on three *other* seeds (100, 101 and 102, used nowhere here), and judged
+# adaptation epochs; `scripts/pilot_ch06.py` reruns it), on three *other* seeds (100, 101 and 102, used nowhere here), and judged
 # on the audit set only — the target test set was not involved. In that pilot, with two
 # adaptation epochs, DEV picked MMD on one of the three seeds while the pixel-level method was
 # far better on the audit set, SND picked plain source-only on every seed (its target
