@@ -73,7 +73,7 @@ from sklearn.decomposition import PCA
 
 from tlcourse.data.text import REVIEW_DOMAINS, few_shot_texts, load_reviews
 from tlcourse.metrics import accuracy
-from tlcourse.models.lora import LoRALinear, apply_lora, count_parameters, merge_lora
+from tlcourse.models.lora import LoRALinear, apply_lora, copy_lora_to_peft, count_parameters, merge_lora
 from tlcourse.models.text import TextClassifier, encode_texts, load_text_encoder, mean_pool, packaged_model_path
 from tlcourse.protocol import Claim, Study, tune, validation_split
 from tlcourse.text_adapt import train_simcse
@@ -415,7 +415,7 @@ del demo
 K_FT = (4, 16)      # label budgets (reviews per class) at which the networks are fine-tuned
 SEEDS_AT = {4: [0, 1, 2], 16: [0, 1, 2, 3, 4]}  # seeds per budget (full fine-tuning, random init, linear models)
 SEEDS_LORA = [0, 1, 2]                                   # LoRA (k = 16 only)
-SEEDS = SEEDS_LORA  # the domain comparison's in-domain networks
+SEEDS_IN_DOMAIN = [0, 1, 2]  # the domain comparison's in-domain networks (CPU budget)
 K_TUNE = 16         # where (with seed 0) the learning rates are chosen
 VAL_PER_CLASS = 16
 BUDGET = dict(max_steps=100, eval_every=10, patience=2, warmup=10, batch_size=4, max_length=MAX_LENGTH)
@@ -554,12 +554,7 @@ def build_peft(seed: int) -> torch.nn.Module:
     ours = build("LoRA (r=8, query+value)", seed)
     config = LoraConfig(r=8, lora_alpha=16, target_modules=["query", "value"], lora_dropout=0.0)
     model = TextClassifier(get_peft_model(copy.deepcopy(encoder), config), num_classes=2)
-    state = model.state_dict()
-    for name, module in ours.encoder.named_modules():
-        if isinstance(module, LoRALinear):
-            for ours_key, peft_key in (("lora_A", "lora_A.default.weight"), ("lora_B", "lora_B.default.weight")):
-                state[next(k for k in state if k.endswith(f"{name}.{peft_key}"))] = getattr(module, ours_key).detach().clone()
-    model.load_state_dict(state)
+    copy_lora_to_peft(ours.encoder, model)
     model.head.load_state_dict(ours.head.state_dict())
     return model
 
@@ -601,9 +596,11 @@ steps, times = {}, {}
 
 
 def runs_for(k: int, seed: int):
-    methods = [(m, None) for m in FT_METHODS if k == K_TUNE and (not m.startswith("LoRA") or seed in SEEDS_LORA)
-               or m == "full fine-tuning"]  # at k = 4: full fine-tuning only (CPU budget)
-    return methods + (CROSS_CHECKS if (k, seed) == (K_TUNE, 0) else [])
+    """The networks trained for (k, seed): at k = 4 full fine-tuning only (CPU budget)."""
+    if k != K_TUNE:
+        return [("full fine-tuning", None)]
+    methods = [(m, None) for m in FT_METHODS if not m.startswith("LoRA") or seed in SEEDS_LORA]
+    return methods + (CROSS_CHECKS if seed == 0 else [])
 
 
 for k in K_FT:
@@ -904,7 +901,7 @@ print(f"AutoModelForSequenceClassification − TextClassifier (full fine-tuning)
 
 # %%
 val_tgt = pools[TARGET][1]
-DOMAIN_FT = ["full fine-tuning"]  # also fine-tuned in-domain (on SEEDS: CPU budget); LoRA: exercise ch04-ex5
+DOMAIN_FT = ["full fine-tuning"]  # also fine-tuned in-domain (on SEEDS_IN_DOMAIN); LoRA: exercise ch04-ex5
 with Timer() as t_simcse:
     adapted = copy.deepcopy(encoder)
     simcse_history = train_simcse(adapted, tokenizer, pools[TARGET][0].texts, steps=20, batch_size=16, lr=2e-5,
@@ -929,7 +926,7 @@ for seed in SEEDS_AT[K_TUNE]:
     domain_study.evaluate("frozen MiniLM + LR, cross-domain", seed, probe_fn(src_train, val_src, SOURCE, TARGET))
     domain_study.evaluate("frozen MiniLM + LR, cross-domain + SimCSE", seed,
                           probe_fn(src_train, val_src, SOURCE, TARGET, adapted_feats))
-    for method in DOMAIN_FT if seed in SEEDS else []:
+    for method in DOMAIN_FT if seed in SEEDS_IN_DOMAIN else []:
         net = train_net(build(method, seed), tgt_train, val_tgt, LR[method], seed)
         domain_study.evaluate(f"{method}, in-domain", seed, logits_of(net))
         del net

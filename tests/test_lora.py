@@ -6,7 +6,14 @@ import pytest
 import torch
 from torch import nn
 
-from tlcourse.models.lora import LoRALinear, apply_lora, count_parameters, lora_state_dict, merge_lora
+from tlcourse.models.lora import (
+    LoRALinear,
+    apply_lora,
+    copy_lora_to_peft,
+    count_parameters,
+    lora_state_dict,
+    merge_lora,
+)
 
 
 def tiny_bert(seed: int = 0) -> nn.Module:
@@ -124,16 +131,7 @@ def test_forward_matches_peft_for_the_same_weights():
     apply_lora(ours, target_modules=("query", "value"), r=4, alpha=8, trainable_modules=())
     randomize_B(ours)
     ours.eval()
-    state = theirs.state_dict()
-    copied = 0
-    for name, module in ours.named_modules():
-        if isinstance(module, LoRALinear):
-            for ours_key, peft_key in (("lora_A", "lora_A.default.weight"), ("lora_B", "lora_B.default.weight")):
-                key = next(k for k in state if k.endswith(f"{name}.{peft_key}"))
-                state[key] = getattr(module, ours_key).detach().clone()
-                copied += 1
-    theirs.load_state_dict(state)
-    assert copied == 8
+    assert copy_lora_to_peft(ours, theirs) == 8
     a = ours(input_ids=IDS, attention_mask=MASK).last_hidden_state
     b = theirs(input_ids=IDS, attention_mask=MASK).last_hidden_state
     assert not torch.allclose(a, tiny_bert()(input_ids=IDS, attention_mask=MASK).last_hidden_state)
@@ -188,3 +186,12 @@ def test_dropout_only_in_training_mode():
     torch.testing.assert_close(lora(x), lora.merged()(x))
     lora.train()
     assert not torch.allclose(lora(x), lora.merged()(x))
+
+
+def test_copy_lora_to_peft_refuses_a_peft_model_with_other_targets():
+    peft = pytest.importorskip("peft")
+    ours = tiny_bert()
+    apply_lora(ours, target_modules=("query", "value"), r=4, alpha=8, trainable_modules=())
+    theirs = peft.get_peft_model(tiny_bert(), peft.LoraConfig(r=4, lora_alpha=8, target_modules=["query"]))
+    with pytest.raises(ValueError, match="value.lora_A.default.weight: expected exactly one"):
+        copy_lora_to_peft(ours, theirs)

@@ -41,7 +41,8 @@ from tlcourse.checkpoint import atomic_save
 from tlcourse.checks import check_int, check_positive, check_probability
 from tlcourse.utils import count_parameters
 
-__all__ = ["LoRALinear", "apply_lora", "merge_lora", "lora_state_dict", "save_lora", "load_lora", "count_parameters"]
+__all__ = ["LoRALinear", "apply_lora", "merge_lora", "lora_state_dict", "copy_lora_to_peft", "save_lora", "load_lora",
+           "count_parameters"]
 
 
 class LoRALinear(nn.Module):
@@ -207,6 +208,28 @@ _PREFIX = "base_model.model."
 
 def _lora_layers(model: nn.Module) -> dict[str, LoRALinear]:
     return {name: m for name, m in model.named_modules() if isinstance(m, LoRALinear)}
+
+
+def copy_lora_to_peft(source: nn.Module, peft_model: nn.Module) -> int:
+    """Copy the adapters of ``source`` (``apply_lora``) into a ``peft`` LoRA model of the same base, in place.
+
+    Each :class:`LoRALinear` named ``name`` in ``source`` fills the peft tensors
+    ``...{name}.lora_A.default.weight`` / ``...lora_B.default.weight``, so the two models start
+    from the same adapters (e.g. to compare the implementations, not two random draws). Returns
+    the number of tensors copied.
+    """
+    state = peft_model.state_dict()
+    copied = 0
+    for name, layer in _lora_layers(source).items():
+        for ours, theirs in (("lora_A", "lora_A.default.weight"), ("lora_B", "lora_B.default.weight")):
+            keys = [k for k in state if k.endswith(f"{name}.{theirs}")]
+            if len(keys) != 1:
+                raise ValueError(f"peft_model has {len(keys)} tensors matching {name}.{theirs}: expected exactly one "
+                                 "(wrap the same base model, with the same target modules)")
+            state[keys[0]] = getattr(layer, ours).detach().clone()
+            copied += 1
+    peft_model.load_state_dict(state)
+    return copied
 
 
 def _trainable_modules(model: nn.Module) -> list[str]:

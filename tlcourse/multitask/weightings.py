@@ -7,6 +7,7 @@ Equal weighting, homoscedastic uncertainty (Kendall et al., 2018), dynamic weigh
 
 from __future__ import annotations
 
+import abc
 import math
 from collections.abc import Iterable, Mapping, Sequence
 
@@ -52,7 +53,7 @@ __all__ = [
 ]
 
 
-class Weighting(nn.Module):
+class Weighting(nn.Module, abc.ABC):
     """Base class of all weightings: ``backward(losses, shared_parameters=None, loss_scale=1.0) -> weights``.
 
     ``backward`` fills ``.grad`` and returns the weights it used, as floats; with
@@ -94,6 +95,7 @@ class Weighting(nn.Module):
         """The current task weights."""
         return dict.fromkeys(self.tasks, 1.0)
 
+    @abc.abstractmethod
     def backward(
         self,
         losses: Mapping[str, torch.Tensor],
@@ -102,7 +104,6 @@ class Weighting(nn.Module):
         as_tensors: bool = False,
     ) -> dict[str, float | torch.Tensor]:
         """Back-propagate the multi-task objective into ``.grad``; return the weights used."""
-        raise NotImplementedError
 
     def end_epoch(self) -> None:
         """Tell the weighting an epoch ended (used by :class:`DynamicWeightAverage`)."""
