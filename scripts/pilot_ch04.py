@@ -25,7 +25,7 @@ import torch
 from tlcourse.data.text import TextDataset, few_shot_texts, load_reviews
 from tlcourse.models.lora import apply_lora
 from tlcourse.models.text import TextClassifier, encode_texts, load_text_encoder
-from tlcourse.protocol import validation_split
+from tlcourse.protocol import tune, validation_split
 from tlcourse.text_baselines import C_GRID, fit_probe, fit_tfidf_logreg
 from tlcourse.text_finetune import fine_tune_text, predict_texts
 from tlcourse.utils import seed_everything
@@ -38,8 +38,8 @@ def accuracy(pred, labels) -> float:
 
 
 def best_of_grid(fit, score):
-    """The model of ``C_GRID`` with the best validation score."""
-    return max((fit(C) for C in C_GRID), key=score)
+    """The model of ``C_GRID`` with the best validation score (the chapter's ``tune``)."""
+    return tune(lambda params, seed: fit(params["C"]), score, {"C": list(C_GRID)}).best
 
 
 def unused(pool: TextDataset, train: TextDataset) -> TextDataset:
